@@ -1,0 +1,73 @@
+# ML Observability Workbook — thin wrappers; the work lives in lab_stack/, ml_service/, graders/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+KERNEL    := $(VENV)/share/jupyter/kernels/workbook/kernel.json
+APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter victoria-metrics
+EX        ?= 02
+PYTEST_ARGS ?=
+
+.PHONY: apt-check help setup lab up down status doctor grade test lint notebooks bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: apt-check $(STAMP) $(KERNEL) ## Install everything (Debian packages, venv, Jupyter kernel); idempotent
+
+# Debian/Ubuntu packages of the real backends (root or sudo); on macOS, say what to run.
+apt-check:
+	@if [ "$$(uname)" = Darwin ]; then \
+	  echo "macOS: run  brew install prometheus alertmanager prometheus-pushgateway node_exporter victoriametrics"; \
+	  echo "       (make setup cannot install Homebrew packages for you; the venv is set up next)"; \
+	elif dpkg -s $(APT_PKGS) >/dev/null 2>&1; then :; \
+	else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing the Python environment into $(VENV) (a few minutes the first time; log: $(VENV)/pip.log)"
+	@$(PY) -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@$(PY) -m pip install -e '.[dev]' >> $(VENV)/pip.log 2>&1 || { tail -40 $(VENV)/pip.log; exit 1; }
+	$(PY) -c 'import lab_stack, ml_service, graders' 
+	@touch $(STAMP)
+
+$(KERNEL): $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name workbook --display-name "Python (workbook)" >/dev/null
+
+lab: setup ## Start the stack and open JupyterLab on notebooks/ (127.0.0.1, with its token)
+	$(VENV)/bin/lab up
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+
+up: setup ## Start the stack (idempotent)
+	$(VENV)/bin/lab up
+
+down: setup ## Stop the stack; no process is left behind
+	$(VENV)/bin/lab down
+
+status: setup ## Show each component and its URL
+	$(VENV)/bin/lab status
+
+doctor: setup ## Diagnose the stack
+	$(VENV)/bin/lab doctor
+
+test: setup ## Run the project's tests (real processes; installs what it needs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check lab_stack ml_service graders tests
+	$(VENV)/bin/mypy
+
+bench: setup ## Run the benchmarks (print tables)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## Remove the stack's state and data (.lab/)
+	-$(VENV)/bin/lab down
+	rm -rf .lab

@@ -1,0 +1,187 @@
+"""``lab``: the command line of the lab stack (a thin click layer over :mod:`lab_stack`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lab_stack import doctor as doctor_module
+from lab_stack.errors import LabError
+from lab_stack.readiness import tail
+from lab_stack.settings import Settings
+from lab_stack.stack import connect, down, up
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(ctx: click.Context, backend: str | None = None) -> Settings:
+    settings: Settings = ctx.obj["settings"]
+    if backend:
+        settings = settings.with_(backend=backend)
+    return settings
+
+
+def _fail(exc: LabError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    for note in getattr(exc, "__notes__", []):
+        err_console.print(note, highlight=False, markup=False)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More detail (-vv for debug logs).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Run the course's observability stack on 127.0.0.1."""
+    ctx.ensure_object(dict)
+    try:
+        ctx.obj["settings"] = Settings.from_env()
+    except LabError as exc:
+        _fail(exc)
+    ctx.obj["verbose"] = verbose
+
+
+@main.command("up")
+@click.option("--backend", type=click.Choice(["auto", "native", "docker"]), default=None,
+              help="Override LAB_BACKEND.")
+@click.option("--only", multiple=True, metavar="NAME", help="Start only these components (repeatable).")
+@click.pass_context
+def up_command(ctx: click.Context, backend: str | None, only: tuple[str, ...]) -> None:
+    """Start what is down, restart what died, wait until everything is ready."""
+    settings = _settings(ctx, backend)
+    with console.status("starting the lab stack...") as status:
+
+        def on_event(name: str, what: str, seconds: float | None) -> None:
+            if what == "ready":
+                console.print(f"  [green]✓[/] {name:<16} ready in {seconds:.2f} s")
+            elif what == "running":
+                console.print(f"  [green]✓[/] {name:<16} already running")
+            else:
+                status.update(f"starting {name}...")
+
+        try:
+            stack = up(settings=settings, components=only or None, on_event=on_event)
+        except LabError as exc:
+            _fail(exc)
+    console.print(f"[bold green]lab stack ready[/] ({stack.state.backend}); `lab urls` lists the URLs.")
+
+
+@main.command("down")
+@click.pass_context
+def down_command(ctx: click.Context) -> None:
+    """Stop every component of the stack."""
+    try:
+        stopped = down(settings=_settings(ctx))
+    except LabError as exc:
+        _fail(exc)
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Show each component, its state and URL (exit 1 when something is not ready)."""
+    try:
+        stack = connect(settings=_settings(ctx))
+        rows = stack.status()
+    except LabError as exc:
+        if as_json:
+            click.echo(json.dumps({"running": False, "error": str(exc), "components": []}))
+            sys.exit(1)
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({
+            "running": True,
+            "backend": stack.state.backend,
+            "components": [
+                {"name": r.name, "state": r.state, "url": r.url, "pid": r.pid, "ports": r.ports} for r in rows
+            ],
+            "urls": stack.urls(),
+        }, indent=2))
+    else:
+        table = Table(title=f"lab stack ({stack.state.backend}) in {stack.settings.home}")
+        for column in ("component", "state", "url", "pid"):
+            table.add_column(column)
+        colours = {"ready": "green", "running": "yellow", "stopped": "red"}
+        for r in rows:
+            table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", r.url, str(r.pid or ""))
+        console.print(table)
+    sys.exit(0 if all(r.state == "ready" for r in rows) else 1)
+
+
+@main.command("urls")
+@click.pass_context
+def urls_command(ctx: click.Context) -> None:
+    """Print NAME=URL for every URL of the running stack."""
+    try:
+        stack = connect(settings=_settings(ctx))
+    except LabError as exc:
+        _fail(exc)
+    for name, url in stack.urls().items():
+        click.echo(f"{name}={url}")
+
+
+@main.command("logs")
+@click.argument("name")
+@click.option("-n", "--lines", default=40, show_default=True, help="How many lines.")
+@click.pass_context
+def logs_command(ctx: click.Context, name: str, lines: int) -> None:
+    """Print the last lines of component NAME's log."""
+    settings = _settings(ctx)
+    path = settings.logs_dir / f"{name}.log"
+    if not path.exists():
+        known = sorted(p.stem for p in settings.logs_dir.glob("*.log"))
+        _fail(LabError(f"no log for {name!r} in {settings.logs_dir}. Hint: known logs: {', '.join(known) or 'none'}."))
+    click.echo(tail(path, lines))
+
+
+@main.command("doctor")
+@click.pass_context
+def doctor_command(ctx: click.Context) -> None:
+    """Diagnose common problems: missing binaries, taken ports, targets down, rejected configs."""
+    findings = doctor_module.diagnose(settings=_settings(ctx))
+    table = Table(title="lab doctor")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail / what to do")
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for f in findings:
+        table.add_row(f.check, marks[f.level], f.detail)
+    console.print(table)
+    sys.exit(1 if any(f.level == "fail" for f in findings) else 0)
+
+
+@main.command("apply")
+@click.argument("kind", type=click.Choice(["prometheus", "rules", "alertmanager"]))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def apply_command(ctx: click.Context, kind: str, paths: tuple[Path, ...]) -> None:
+    """Check a config (promtool/amtool) and apply it to the running stack."""
+    try:
+        stack = connect(settings=_settings(ctx))
+        if kind == "prometheus":
+            stack.apply_prometheus_config(paths[0])
+        elif kind == "alertmanager":
+            stack.apply_alertmanager_config(paths[0])
+        else:
+            stack.apply_rules(list(paths))
+    except LabError as exc:
+        _fail(exc)
+    console.print(f"[green]applied[/] {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,114 @@
+"""Wait for components to become ready; errors carry the component's last log lines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from lab_stack.errors import StartupError
+
+__all__ = ["ReadyCheck", "tail", "wait_ready"]
+
+
+def tail(path: str | Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """How to tell that one component is ready, and how to explain that it is not."""
+
+    name: str
+    url: str
+    log: str = ""
+    #: Returns a reason when the component can no longer become ready (its process died).
+    dead: Callable[[], str | None] = lambda: None
+    hint: str = "run `lab doctor`, or read the log with `lab logs NAME`"
+
+
+def _probe(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_one(check: ReadyCheck, timeout: float, on_ready: Callable[[str, float], None]) -> float:
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = 0.02
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while True:
+            if _probe(client, check.url):
+                elapsed = time.monotonic() - started
+                on_ready(check.name, elapsed)
+                return elapsed
+            reason = check.dead()
+            if reason is not None:
+                error = StartupError(
+                    f"{check.name} stopped before it was ready ({reason}). "
+                    f"Hint: {check.hint.replace('NAME', check.name)}."
+                )
+                _attach_log(error, check)
+                raise error
+            if time.monotonic() >= deadline:
+                error = StartupError(
+                    f"{check.name} was not ready at {check.url} after {timeout:.0f} s. "
+                    f"Hint: {check.hint.replace('NAME', check.name)}; a slow machine may need "
+                    "LAB_STARTUP_TIMEOUT=60."
+                )
+                _attach_log(error, check)
+                raise error
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+
+def _attach_log(error: StartupError, check: ReadyCheck) -> None:
+    if check.log:
+        last = tail(check.log)
+        error.add_note(f"last lines of {check.log}:\n{last}" if last else f"{check.log} is empty")
+
+
+def wait_ready(
+    checks: list[ReadyCheck],
+    *,
+    timeout: float,
+    on_ready: Callable[[str, float], None] = lambda name, seconds: None,
+) -> Mapping[str, float]:
+    """Wait for every check at once; return seconds to ready per component.
+
+    Raises:
+        StartupError: the first component that died or timed out (others are still waited for,
+            so that their state is known), with its last log lines attached as a note.
+    """
+    if not checks:
+        return {}
+    results: dict[str, float] = {}
+    errors: list[StartupError] = []
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        futures = {pool.submit(_wait_one, check, timeout, on_ready): check for check in checks}
+        for future, check in futures.items():
+            try:
+                results[check.name] = future.result()
+            except StartupError as exc:
+                errors.append(exc)
+    if errors:
+        first = errors[0]
+        for other in errors[1:]:
+            first.add_note(f"also: {other}")
+        raise first
+    return results
