@@ -1,7 +1,12 @@
-"""Which backend runs the stack: ``LAB_BACKEND=auto|native|docker``."""
+"""Which backend runs the stack: ``LAB_BACKEND=auto|native|docker``.
+
+``auto`` picks docker only when a real Docker engine answers (``DOCKER_HOST`` or the default
+socket). ``docker`` also accepts the project's podman service (``lab engine up``).
+"""
 
 from __future__ import annotations
 
+from lab_stack.engine import Engine
 from lab_stack.errors import EngineUnavailable
 from lab_stack.settings import Settings
 
@@ -9,15 +14,17 @@ __all__ = ["engine_answers", "resolve_backend"]
 
 
 def engine_answers(settings: Settings, *, timeout: float = 2.0) -> bool:
-    """True when a Docker-compatible engine answers at ``DOCKER_HOST`` (or the default socket)."""
+    """True when a Docker engine answers at ``DOCKER_HOST`` (or the default socket)."""
     try:
         import docker
         from docker.errors import DockerException
     except ImportError:  # pragma: no cover - docker is a dependency
         return False
     try:
-        client = docker.DockerClient(base_url=settings.docker_host or None, timeout=int(timeout)) \
-            if settings.docker_host else docker.from_env(timeout=int(timeout))
+        if settings.docker_host:
+            client = docker.DockerClient(base_url=settings.docker_host, timeout=int(timeout))
+        else:
+            client = docker.from_env(timeout=int(timeout))
         try:
             return bool(client.ping())
         finally:
@@ -35,12 +42,12 @@ def resolve_backend(settings: Settings) -> str:
     if settings.backend == "native":
         return "native"
     if settings.backend == "docker":
-        if not engine_answers(settings):
-            raise EngineUnavailable(
-                "LAB_BACKEND=docker, but no Docker engine answers"
-                + (f" at {settings.docker_host}" if settings.docker_host else "")
-                + ". Hint: use the native backend (`lab up --backend native`, or unset LAB_BACKEND), "
-                "or start an engine (Docker, or podman's service: `lab engine up`)."
-            )
-        return "docker"
+        if engine_answers(settings) or (not settings.docker_host and Engine(settings).answers()):
+            return "docker"
+        raise EngineUnavailable(
+            "LAB_BACKEND=docker, but no Docker engine answers"
+            + (f" at {settings.docker_host}" if settings.docker_host else "")
+            + ". Hint: use the native backend (`lab up --backend native`, or unset LAB_BACKEND), "
+            "or start an engine (Docker, or podman's service: `lab engine up`)."
+        )
     return "docker" if engine_answers(settings) else "native"

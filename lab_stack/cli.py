@@ -183,5 +183,54 @@ def apply_command(ctx: click.Context, kind: str, paths: tuple[Path, ...]) -> Non
     console.print(f"[green]applied[/] {', '.join(map(str, paths))}")
 
 
+@main.group("engine")
+def engine_group() -> None:
+    """Podman's Docker-compatible API for the docker backend where Docker is absent."""
+
+
+@engine_group.command("up")
+@click.pass_context
+def engine_up(ctx: click.Context) -> None:
+    """Start podman's API service on a socket under LAB_ENGINE_DIR."""
+    from lab_stack.engine import Engine
+
+    try:
+        host = Engine(_settings(ctx)).up()
+    except LabError as exc:
+        _fail(exc)
+    console.print(f"podman's Docker API answers at [bold]{host}[/]; `lab up --backend docker` uses it.")
+
+
+@engine_group.command("down")
+@click.pass_context
+def engine_down(ctx: click.Context) -> None:
+    """Stop podman's API service."""
+    from lab_stack.engine import Engine
+
+    stopped = Engine(_settings(ctx)).down()
+    console.print("stopped podman's API service" if stopped else "podman's API service was not running")
+
+
+@main.group("images")
+def images_group() -> None:
+    """The container images of the docker backend (LAB_IMAGES=local)."""
+
+
+@images_group.command("build")
+@click.option("--force", is_flag=True, help="Rebuild even when the inputs are unchanged.")
+@click.pass_context
+def images_build(ctx: click.Context, force: bool) -> None:
+    """Build every local image (Debian binaries FROM scratch, debootstrap base, embedded servers)."""
+    from lab_stack.images import build_all
+
+    try:
+        with console.status("building images...") as status:
+            results = build_all(_settings(ctx), force=force, progress=status.update)
+    except LabError as exc:
+        _fail(exc)
+    for r in results:
+        console.print(f"  {'built  ' if r.built else 'cached '} {r.image}  ({r.seconds:.1f} s)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

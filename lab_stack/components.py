@@ -30,6 +30,9 @@ class Placement(Protocol):
 
     listen_host: str
 
+    def view_from(self, component: str) -> Placement:
+        """This placement as ``component`` sees it (its listen address, how it reaches peers)."""
+
     def has(self, component: str) -> bool:
         """True when ``component`` is part of this stack."""
 

@@ -28,6 +28,9 @@ class NativePlacement:
     ports: dict[str, dict[str, int]]
     listen_host: str = HOST
 
+    def view_from(self, component: str) -> NativePlacement:
+        return self  # every process shares the host's loopback
+
     def has(self, component: str) -> bool:
         return component in self.ports
 

@@ -72,6 +72,8 @@ class Settings:
         tempo_retention: how long the embedded Tempo keeps traces (``LAB_TEMPO_RETENTION``).
         tempo_retention_bytes: size bound of the embedded Tempo's store.
         docker_host: the Docker API to talk to (``DOCKER_HOST``; empty means the default socket).
+        engine_dir: where ``lab engine up`` keeps podman's API socket and log (``LAB_ENGINE_DIR``),
+            shared by every stack of the checkout.
     """
 
     home: Path = field(default_factory=lambda: PROJECT_ROOT / ".lab")
@@ -85,6 +87,7 @@ class Settings:
     tempo_retention: float = 24 * 3600.0
     tempo_retention_bytes: int = 512 * 1024 * 1024
     docker_host: str = ""
+    engine_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".lab" / "engine")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +118,8 @@ class Settings:
                     kwargs[key] = int(env[var])
                 except ValueError:
                     raise ConfigError(f"{var}={env[var]!r} is not a whole number of bytes.") from None
+        if env.get("LAB_ENGINE_DIR"):
+            kwargs["engine_dir"] = Path(env["LAB_ENGINE_DIR"]).expanduser().resolve()
         if env.get("DOCKER_HOST"):
             kwargs["docker_host"] = env["DOCKER_HOST"]
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -28,7 +28,14 @@ import httpx
 import yaml
 
 from lab_stack import promtool
-from lab_stack.components import SPECS, ComponentSpec, component_names, prometheus_config, render_yaml
+from lab_stack.components import (
+    SPECS,
+    ComponentSpec,
+    Placement,
+    component_names,
+    prometheus_config,
+    render_yaml,
+)
 from lab_stack.errors import ConfigError, LabError, NotRunning, StartupError
 from lab_stack.native import NativeBackend, NativePlacement
 from lab_stack.ports import choose_port
@@ -37,6 +44,7 @@ from lab_stack.settings import HOST, Settings, get_settings
 from lab_stack.state import ComponentState, StackState, load_state, save_state
 
 if TYPE_CHECKING:
+    from lab_stack.docker_backend import DockerRunner
     from lab_stack.clients import AlertmanagerClient, LokiClient, PrometheusClient, SinksClient, TempoClient
 
 __all__ = ["ComponentStatus", "Event", "Stack", "connect", "down", "up"]
@@ -125,8 +133,20 @@ class Stack:
     def components(self) -> tuple[str, ...]:
         return tuple(self.state.components)
 
-    def _placement(self) -> NativePlacement:
-        return NativePlacement(self.settings, {n: c.ports for n, c in self.state.components.items()})
+    def _placement(self) -> Placement:
+        ports = {n: c.ports for n, c in self.state.components.items()}
+        if self.state.backend == "docker":
+            from lab_stack.docker_backend import DockerPlacement
+
+            return DockerPlacement(ports)
+        return NativePlacement(self.settings, ports)
+
+    def _runner(self) -> NativeBackend | DockerRunner:
+        if self.state.backend == "docker":
+            from lab_stack.docker_backend import DockerRunner
+
+            return DockerRunner(self.settings)
+        return NativeBackend(self.settings)
 
     @property
     def prometheus_config_path(self) -> Path:
@@ -344,7 +364,7 @@ class Stack:
     # --- lifecycle ----------------------------------------------------------------------
     def status(self) -> list[ComponentStatus]:
         """Each component's state: ``ready``, ``running`` (alive, not answering) or ``stopped``."""
-        backend = NativeBackend(self.settings)
+        backend = self._runner()
         rows = []
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             for name, record in self.state.components.items():
@@ -394,7 +414,7 @@ def _absolutise_prometheus_paths(source: Path) -> str:
 
 
 def _render_configs(
-    settings: Settings, state: StackState, placement: NativePlacement, *, only: Sequence[str] | None = None
+    settings: Settings, state: StackState, placement: Placement, *, only: Sequence[str] | None = None
 ) -> set[str]:
     """Write each component's default config files; return the components whose files changed."""
     changed: set[str] = set()
@@ -403,13 +423,14 @@ def _render_configs(
         record = state.components.get(name)
         if record is None or record.custom_config:
             continue
-        config_dir = Path(placement.config_dir(name))
-        files = dict(SPECS[name].configs(placement))
+        view = placement.view_from(name)
+        config_dir = settings.config_dir / name
+        files = dict(SPECS[name].configs(view))
         if name == "prometheus":
             (config_dir / "rules").mkdir(parents=True, exist_ok=True)
             (config_dir / "file_sd").mkdir(parents=True, exist_ok=True)
             document = prometheus_config(
-                placement,
+                view,
                 components=names,
                 scrape_interval=settings.scrape_interval,
                 evaluation_interval=settings.evaluation_interval,
