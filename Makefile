@@ -6,11 +6,12 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 KERNEL    := $(VENV)/share/jupyter/kernels/workbook/kernel.json
-APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter victoria-metrics
+APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter victoria-metrics \
+             podman runc netavark aardvark-dns iptables debootstrap
 EX        ?= 02
 PYTEST_ARGS ?=
 
-.PHONY: apt-check help setup lab up down status doctor grade test lint notebooks bench clean
+.PHONY: apt-check engine help setup lab up down status doctor grade test lint notebooks bench clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,9 +57,19 @@ status: setup ## Show each component and its URL
 doctor: setup ## Diagnose the stack
 	$(VENV)/bin/lab doctor
 
-test: setup ## Run the project's tests (real processes; installs what it needs)
+grade: setup ## Grade an exercise against the stack (started if down): make grade EX=02 [NB=path.ipynb]
+	$(PY) -m graders $(EX) $(if $(NB),--notebook $(NB))
+
+notebooks: setup ## Regenerate notebooks/ (student release) from solutions/ with nbgrader
+	$(PY) -m graders.release
+
+test: setup engine ## Run the project's tests (real processes; installs what it needs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+engine: setup ## Start podman's Docker API and build the local images (docker backend without Docker)
+	@if command -v podman >/dev/null; then $(VENV)/bin/lab engine up && $(VENV)/bin/lab images build; \
+	else echo "podman is not installed: the docker-backend tests will be skipped"; fi
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .

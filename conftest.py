@@ -15,6 +15,7 @@ import pytest
 
 import lab_stack
 from lab_stack.settings import Settings
+from tests.conftest_helpers import docker_reason
 
 
 def _backend() -> str:
@@ -42,8 +43,39 @@ def stack(lab_settings: Settings) -> Iterator[lab_stack.Stack]:
 @pytest.fixture
 def fresh_settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings for a test that starts and stops its own stack; stopped afterwards whatever happens."""
-    settings = Settings.from_env().with_(home=tmp_path / "lab", backend=_backend(), startup_timeout=30.0)
+    settings = Settings.from_env().with_(
+        home=tmp_path / "lab", backend=_backend(), startup_timeout=30.0
+    )
     try:
         yield settings
     finally:
         lab_stack.down(settings=settings)
+
+
+@pytest.fixture(scope="session")
+def docker_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of the session's container stack; skips (with the reason) where no engine answers."""
+    settings = Settings.from_env().with_(
+        home=tmp_path_factory.mktemp("lab-docker"), backend="docker"
+    )
+    reason = docker_reason(settings)
+    if reason:
+        pytest.skip(f"needs a container engine: {reason} (run `make engine`)")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def docker_stack(docker_settings: Settings) -> Iterator[lab_stack.Stack]:
+    """The session's stack as containers (podman's Docker API here, Docker elsewhere)."""
+    try:
+        yield lab_stack.up(settings=docker_settings, free_ports=True)
+    finally:
+        lab_stack.down(settings=docker_settings)
+
+
+@pytest.fixture(params=["native", "docker"])
+def any_stack(request: pytest.FixtureRequest) -> lab_stack.Stack:
+    """The session's stack of each backend in turn (docker skipped where no engine answers)."""
+    name = "stack" if request.param == "native" else "docker_stack"
+    running: lab_stack.Stack = request.getfixturevalue(name)
+    return running

@@ -15,4 +15,13 @@ from lab_stack.errors import LabError
 from lab_stack.settings import Settings, get_settings
 from lab_stack.stack import ComponentStatus, Stack, connect, down, up
 
-__all__ = ["ComponentStatus", "LabError", "Settings", "Stack", "connect", "down", "get_settings", "up"]
+__all__ = [
+    "ComponentStatus",
+    "LabError",
+    "Settings",
+    "Stack",
+    "connect",
+    "down",
+    "get_settings",
+    "up",
+]

@@ -48,15 +48,25 @@ class Binary:
 
 PROMETHEUS = Binary(("prometheus",), "prometheus", "prometheus")
 PROMTOOL = Binary(("promtool",), "prometheus", "prometheus")
-ALERTMANAGER = Binary(("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager", "alertmanager")
+ALERTMANAGER = Binary(
+    ("alertmanager", "prometheus-alertmanager"), "prometheus-alertmanager", "alertmanager"
+)
 AMTOOL = Binary(("amtool",), "prometheus-alertmanager", "alertmanager")
-PUSHGATEWAY = Binary(("pushgateway", "prometheus-pushgateway"), "prometheus-pushgateway", "prometheus-pushgateway")
-NODE_EXPORTER = Binary(("node_exporter", "prometheus-node-exporter"), "prometheus-node-exporter", "node_exporter")
-VICTORIA_METRICS = Binary(("victoria-metrics", "victoria-metrics-prod"), "victoria-metrics", "victoriametrics")
+PUSHGATEWAY = Binary(
+    ("pushgateway", "prometheus-pushgateway"), "prometheus-pushgateway", "prometheus-pushgateway"
+)
+NODE_EXPORTER = Binary(
+    ("node_exporter", "prometheus-node-exporter"), "prometheus-node-exporter", "node_exporter"
+)
+VICTORIA_METRICS = Binary(
+    ("victoria-metrics", "victoria-metrics-prod"), "victoria-metrics", "victoriametrics"
+)
 LOKI = Binary(("loki",), "(none: the embedded Loki is used)", "loki")
 TEMPO = Binary(("tempo",), "(none: the embedded Tempo is used)", "tempo")
 PROMTAIL = Binary(("promtail",), "(none: the embedded log shipper is used)", "promtail")
-GRAFANA = Binary(("grafana-server", "grafana"), "(none: dashboards are graded without Grafana)", "grafana")
+GRAFANA = Binary(
+    ("grafana-server", "grafana"), "(none: dashboards are graded without Grafana)", "grafana"
+)
 
 
 def find(binary: Binary) -> str | None:

@@ -54,9 +54,15 @@ def main(ctx: click.Context, verbose: int) -> None:
 
 
 @main.command("up")
-@click.option("--backend", type=click.Choice(["auto", "native", "docker"]), default=None,
-              help="Override LAB_BACKEND.")
-@click.option("--only", multiple=True, metavar="NAME", help="Start only these components (repeatable).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "native", "docker"]),
+    default=None,
+    help="Override LAB_BACKEND.",
+)
+@click.option(
+    "--only", multiple=True, metavar="NAME", help="Start only these components (repeatable)."
+)
 @click.pass_context
 def up_command(ctx: click.Context, backend: str | None, only: tuple[str, ...]) -> None:
     """Start what is down, restart what died, wait until everything is ready."""
@@ -75,7 +81,9 @@ def up_command(ctx: click.Context, backend: str | None, only: tuple[str, ...]) -
             stack = up(settings=settings, components=only or None, on_event=on_event)
         except LabError as exc:
             _fail(exc)
-    console.print(f"[bold green]lab stack ready[/] ({stack.state.backend}); `lab urls` lists the URLs.")
+    console.print(
+        f"[bold green]lab stack ready[/] ({stack.state.backend}); `lab urls` lists the URLs."
+    )
 
 
 @main.command("down")
@@ -103,14 +111,26 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             sys.exit(1)
         _fail(exc)
     if as_json:
-        click.echo(json.dumps({
-            "running": True,
-            "backend": stack.state.backend,
-            "components": [
-                {"name": r.name, "state": r.state, "url": r.url, "pid": r.pid, "ports": r.ports} for r in rows
-            ],
-            "urls": stack.urls(),
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "running": True,
+                    "backend": stack.state.backend,
+                    "components": [
+                        {
+                            "name": r.name,
+                            "state": r.state,
+                            "url": r.url,
+                            "pid": r.pid,
+                            "ports": r.ports,
+                        }
+                        for r in rows
+                    ],
+                    "urls": stack.urls(),
+                },
+                indent=2,
+            )
+        )
     else:
         table = Table(title=f"lab stack ({stack.state.backend}) in {stack.settings.home}")
         for column in ("component", "state", "url", "pid"):
@@ -144,7 +164,11 @@ def logs_command(ctx: click.Context, name: str, lines: int) -> None:
     path = settings.logs_dir / f"{name}.log"
     if not path.exists():
         known = sorted(p.stem for p in settings.logs_dir.glob("*.log"))
-        _fail(LabError(f"no log for {name!r} in {settings.logs_dir}. Hint: known logs: {', '.join(known) or 'none'}."))
+        _fail(
+            LabError(
+                f"no log for {name!r} in {settings.logs_dir}. Hint: known logs: {', '.join(known) or 'none'}."
+            )
+        )
     click.echo(tail(path, lines))
 
 
@@ -166,7 +190,9 @@ def doctor_command(ctx: click.Context) -> None:
 
 @main.command("apply")
 @click.argument("kind", type=click.Choice(["prometheus", "rules", "alertmanager"]))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.pass_context
 def apply_command(ctx: click.Context, kind: str, paths: tuple[Path, ...]) -> None:
     """Check a config (promtool/amtool) and apply it to the running stack."""
@@ -198,7 +224,9 @@ def engine_up(ctx: click.Context) -> None:
         host = Engine(_settings(ctx)).up()
     except LabError as exc:
         _fail(exc)
-    console.print(f"podman's Docker API answers at [bold]{host}[/]; `lab up --backend docker` uses it.")
+    console.print(
+        f"podman's Docker API answers at [bold]{host}[/]; `lab up --backend docker` uses it."
+    )
 
 
 @engine_group.command("down")
@@ -208,7 +236,9 @@ def engine_down(ctx: click.Context) -> None:
     from lab_stack.engine import Engine
 
     stopped = Engine(_settings(ctx)).down()
-    console.print("stopped podman's API service" if stopped else "podman's API service was not running")
+    console.print(
+        "stopped podman's API service" if stopped else "podman's API service was not running"
+    )
 
 
 @main.group("images")

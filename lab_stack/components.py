@@ -28,7 +28,9 @@ __all__ = ["SPECS", "ComponentSpec", "Placement", "PortSpec", "component_names",
 class Placement(Protocol):
     """Where things are for one backend, as seen by the components."""
 
-    listen_host: str
+    @property
+    def listen_host(self) -> str:
+        """The address the component listens on (loopback for processes)."""
 
     def view_from(self, component: str) -> Placement:
         """This placement as ``component`` sees it (its listen address, how it reaches peers)."""
@@ -117,8 +119,13 @@ _SCRAPE_JOBS: dict[str, tuple[str, str, dict[str, object]]] = {
 }
 
 
-def prometheus_config(placement: Placement, *, components: tuple[str, ...], scrape_interval: str,
-                      evaluation_interval: str) -> dict[str, object]:
+def prometheus_config(
+    placement: Placement,
+    *,
+    components: tuple[str, ...],
+    scrape_interval: str,
+    evaluation_interval: str,
+) -> dict[str, object]:
     """The lab's default ``prometheus.yml`` as a document."""
     config_dir = placement.config_dir("prometheus")
     scrape_configs: list[dict[str, object]] = []
@@ -126,12 +133,18 @@ def prometheus_config(placement: Placement, *, components: tuple[str, ...], scra
         if component not in components:
             continue
         scrape_configs.append(
-            {"job_name": job, **extra, "static_configs": [{"targets": [placement.peer(component, port)]}]}
+            {
+                "job_name": job,
+                **extra,
+                "static_configs": [{"targets": [placement.peer(component, port)]}],
+            }
         )
     scrape_configs.append(
         {
             "job_name": "lab-targets",
-            "file_sd_configs": [{"files": [f"{config_dir}/file_sd/*.json"], "refresh_interval": "1s"}],
+            "file_sd_configs": [
+                {"files": [f"{config_dir}/file_sd/*.json"], "refresh_interval": "1s"}
+            ],
         }
     )
     document: dict[str, object] = {
@@ -145,7 +158,9 @@ def prometheus_config(placement: Placement, *, components: tuple[str, ...], scra
     }
     if "alertmanager" in components:
         document["alerting"] = {
-            "alertmanagers": [{"static_configs": [{"targets": [placement.peer("alertmanager", "http")]}]}]
+            "alertmanagers": [
+                {"static_configs": [{"targets": [placement.peer("alertmanager", "http")]}]}
+            ]
         }
     if "victoriametrics" in components:
         document["remote_write"] = [
@@ -163,7 +178,9 @@ def alertmanager_config(placement: Placement) -> dict[str, object]:
     receiver: dict[str, object] = {"name": "lab-webhook"}
     if placement.has("sinks"):
         sinks = placement.peer("sinks", "http")
-        receiver["webhook_configs"] = [{"url": f"http://{sinks}/webhook/lab-webhook", "send_resolved": True}]
+        receiver["webhook_configs"] = [
+            {"url": f"http://{sinks}/webhook/lab-webhook", "send_resolved": True}
+        ]
     return {
         "route": {
             "receiver": "lab-webhook",
@@ -179,16 +196,23 @@ def alertmanager_config(placement: Placement) -> dict[str, object]:
 def shipper_config(placement: Placement) -> dict[str, object]:
     """The default Promtail-style config: ship the ML services' log files to Loki."""
     return {
-        "server": {"http_listen_address": placement.listen_host,
-                   "http_listen_port": placement.port("shipper", "http")},
+        "server": {
+            "http_listen_address": placement.listen_host,
+            "http_listen_port": placement.port("shipper", "http"),
+        },
         "positions": {"filename": f"{placement.data_dir('shipper')}/positions.yaml"},
         "clients": [{"url": f"http://{placement.peer('loki', 'http')}/loki/api/v1/push"}],
         "scrape_configs": [
             {
                 "job_name": "services",
                 "static_configs": [
-                    {"targets": ["localhost"],
-                     "labels": {"job": "services", "__path__": f"{placement.service_logs_dir()}/*.log"}}
+                    {
+                        "targets": ["localhost"],
+                        "labels": {
+                            "job": "services",
+                            "__path__": f"{placement.service_logs_dir()}/*.log",
+                        },
+                    }
                 ],
             }
         ],
@@ -246,19 +270,27 @@ def _victoriametrics_command(placement: Placement) -> list[str]:
 
 def _loki_command(placement: Placement) -> list[str]:
     return [
-        "--host", placement.listen_host,
-        "--port", str(placement.port("loki", "http")),
-        "--data-dir", placement.data_dir("loki"),
+        "--host",
+        placement.listen_host,
+        "--port",
+        str(placement.port("loki", "http")),
+        "--data-dir",
+        placement.data_dir("loki"),
     ]
 
 
 def _tempo_command(placement: Placement) -> list[str]:
     return [
-        "--host", placement.listen_host,
-        "--http-port", str(placement.port("tempo", "http")),
-        "--otlp-grpc-port", str(placement.port("tempo", "otlp_grpc")),
-        "--otlp-http-port", str(placement.port("tempo", "otlp_http")),
-        "--data-dir", placement.data_dir("tempo"),
+        "--host",
+        placement.listen_host,
+        "--http-port",
+        str(placement.port("tempo", "http")),
+        "--otlp-grpc-port",
+        str(placement.port("tempo", "otlp_grpc")),
+        "--otlp-http-port",
+        str(placement.port("tempo", "otlp_http")),
+        "--data-dir",
+        placement.data_dir("tempo"),
     ]
 
 
@@ -268,10 +300,14 @@ def _shipper_command(placement: Placement) -> list[str]:
 
 def _sinks_command(placement: Placement) -> list[str]:
     return [
-        "--host", placement.listen_host,
-        "--http-port", str(placement.port("sinks", "http")),
-        "--smtp-port", str(placement.port("sinks", "smtp")),
-        "--data-dir", placement.data_dir("sinks"),
+        "--host",
+        placement.listen_host,
+        "--http-port",
+        str(placement.port("sinks", "http")),
+        "--smtp-port",
+        str(placement.port("sinks", "smtp")),
+        "--data-dir",
+        placement.data_dir("sinks"),
     ]
 
 
@@ -293,74 +329,132 @@ SPECS: dict[str, ComponentSpec] = {
     spec.name: spec
     for spec in (
         ComponentSpec(
-            name="prometheus", title="Prometheus", ports=(PortSpec("http", 9090),), ready_path="/-/ready",
-            command=_prometheus_command, binary=binaries.PROMETHEUS,
-            image="prom/prometheus:v2.48.0", local_image="localhost/lab/prometheus:debian",
+            name="prometheus",
+            title="Prometheus",
+            ports=(PortSpec("http", 9090),),
+            ready_path="/-/ready",
+            command=_prometheus_command,
+            binary=binaries.PROMETHEUS,
+            image="prom/prometheus:v2.48.0",
+            local_image="localhost/lab/prometheus:debian",
             urls={"prometheus": "http"},
         ),
         ComponentSpec(
-            name="alertmanager", title="Alertmanager", ports=(PortSpec("http", 9093),), ready_path="/-/ready",
-            command=_alertmanager_command, binary=binaries.ALERTMANAGER,
-            image="prom/alertmanager:v0.26.0", local_image="localhost/lab/alertmanager:debian",
+            name="alertmanager",
+            title="Alertmanager",
+            ports=(PortSpec("http", 9093),),
+            ready_path="/-/ready",
+            command=_alertmanager_command,
+            binary=binaries.ALERTMANAGER,
+            image="prom/alertmanager:v0.26.0",
+            local_image="localhost/lab/alertmanager:debian",
             configs=lambda p: {"alertmanager.yml": render_yaml(alertmanager_config(p))},
             urls={"alertmanager": "http"},
         ),
         ComponentSpec(
-            name="pushgateway", title="Pushgateway", ports=(PortSpec("http", 9091),), ready_path="/-/ready",
-            command=_pushgateway_command, binary=binaries.PUSHGATEWAY,
-            image="prom/pushgateway:v1.6.2", local_image="localhost/lab/pushgateway:debian",
+            name="pushgateway",
+            title="Pushgateway",
+            ports=(PortSpec("http", 9091),),
+            ready_path="/-/ready",
+            command=_pushgateway_command,
+            binary=binaries.PUSHGATEWAY,
+            image="prom/pushgateway:v1.6.2",
+            local_image="localhost/lab/pushgateway:debian",
             urls={"pushgateway": "http"},
         ),
         ComponentSpec(
-            name="node_exporter", title="node_exporter", ports=(PortSpec("http", 9100),), ready_path="/metrics",
-            command=_node_exporter_command, binary=binaries.NODE_EXPORTER,
-            image="prom/node-exporter:v1.7.0", local_image="localhost/lab/node-exporter:debian",
+            name="node_exporter",
+            title="node_exporter",
+            ports=(PortSpec("http", 9100),),
+            ready_path="/metrics",
+            command=_node_exporter_command,
+            binary=binaries.NODE_EXPORTER,
+            image="prom/node-exporter:v1.7.0",
+            local_image="localhost/lab/node-exporter:debian",
             urls={"node_exporter": "http"},
         ),
         ComponentSpec(
-            name="victoriametrics", title="VictoriaMetrics (long-term store)", ports=(PortSpec("http", 8428),),
-            ready_path="/health", command=_victoriametrics_command, binary=binaries.VICTORIA_METRICS,
-            image="victoriametrics/victoria-metrics:v1.96.0", local_image="localhost/lab/victoria-metrics:debian",
+            name="victoriametrics",
+            title="VictoriaMetrics (long-term store)",
+            ports=(PortSpec("http", 8428),),
+            ready_path="/health",
+            command=_victoriametrics_command,
+            binary=binaries.VICTORIA_METRICS,
+            image="victoriametrics/victoria-metrics:v1.96.0",
+            local_image="localhost/lab/victoria-metrics:debian",
             urls={"victoriametrics": "http"},
         ),
         ComponentSpec(
-            name="loki", title="Loki", ports=(PortSpec("http", 3100),), ready_path="/ready",
-            command=_loki_command, module="lab_stack.embedded.loki",
-            image="grafana/loki:2.9.3", local_image="localhost/lab/embedded:latest",
+            name="loki",
+            title="Loki",
+            ports=(PortSpec("http", 3100),),
+            ready_path="/ready",
+            command=_loki_command,
+            module="lab_stack.embedded.loki",
+            image="grafana/loki:2.9.3",
+            local_image="localhost/lab/embedded:latest",
             urls={"loki": "http"},
         ),
         ComponentSpec(
-            name="tempo", title="Tempo",
-            ports=(PortSpec("http", 3200), PortSpec("otlp_grpc", 4317), PortSpec("otlp_http", 4318)),
-            ready_path="/ready", command=_tempo_command, module="lab_stack.embedded.tempo",
-            image="grafana/tempo:2.3.1", local_image="localhost/lab/embedded:latest",
+            name="tempo",
+            title="Tempo",
+            ports=(
+                PortSpec("http", 3200),
+                PortSpec("otlp_grpc", 4317),
+                PortSpec("otlp_http", 4318),
+            ),
+            ready_path="/ready",
+            command=_tempo_command,
+            module="lab_stack.embedded.tempo",
+            image="grafana/tempo:2.3.1",
+            local_image="localhost/lab/embedded:latest",
             urls={"tempo": "http", "tempo_otlp_grpc": "otlp_grpc", "tempo_otlp_http": "otlp_http"},
         ),
         ComponentSpec(
-            name="shipper", title="Log shipper (Promtail)", ports=(PortSpec("http", 9080),), ready_path="/ready",
-            command=_shipper_command, module="lab_stack.embedded.shipper",
-            image="grafana/promtail:2.9.3", local_image="localhost/lab/embedded:latest",
+            name="shipper",
+            title="Log shipper (Promtail)",
+            ports=(PortSpec("http", 9080),),
+            ready_path="/ready",
+            command=_shipper_command,
+            module="lab_stack.embedded.shipper",
+            image="grafana/promtail:2.9.3",
+            local_image="localhost/lab/embedded:latest",
             configs=lambda p: {"shipper.yml": render_yaml(shipper_config(p))},
             urls={"shipper": "http"},
         ),
         ComponentSpec(
-            name="sinks", title="Notification sinks (webhook, Slack, SMTP)",
-            ports=(PortSpec("http", 9097), PortSpec("smtp", 2525, scheme="smtp")), ready_path="/ready",
-            command=_sinks_command, module="lab_stack.sinks",
-            image="localhost/lab/embedded:latest", local_image="localhost/lab/embedded:latest",
+            name="sinks",
+            title="Notification sinks (webhook, Slack, SMTP)",
+            ports=(PortSpec("http", 9097), PortSpec("smtp", 2525, scheme="smtp")),
+            ready_path="/ready",
+            command=_sinks_command,
+            module="lab_stack.sinks",
+            image="localhost/lab/embedded:latest",
+            local_image="localhost/lab/embedded:latest",
             urls={"sinks": "http", "smtp": "smtp"},
         ),
         ComponentSpec(
-            name="gpu", title="GPU metrics (DCGM names)", ports=(PortSpec("http", 9400),), ready_path="/metrics",
-            command=_gpu_command, module="ml_service.gpu",
-            image="localhost/lab/embedded:latest", local_image="localhost/lab/embedded:latest",
+            name="gpu",
+            title="GPU metrics (DCGM names)",
+            ports=(PortSpec("http", 9400),),
+            ready_path="/metrics",
+            command=_gpu_command,
+            module="ml_service.gpu",
+            image="localhost/lab/embedded:latest",
+            local_image="localhost/lab/embedded:latest",
             urls={"gpu": "http"},
         ),
         ComponentSpec(
-            name="grafana", title="Grafana", ports=(PortSpec("http", 3000),), ready_path="/api/health",
-            command=_grafana_command, binary=binaries.GRAFANA,
-            image="grafana/grafana:10.2.2", local_image="",
-            urls={"grafana": "http"}, optional=True,
+            name="grafana",
+            title="Grafana",
+            ports=(PortSpec("http", 3000),),
+            ready_path="/api/health",
+            command=_grafana_command,
+            binary=binaries.GRAFANA,
+            image="grafana/grafana:10.2.2",
+            local_image="",
+            urls={"grafana": "http"},
+            optional=True,
         ),
     )
 }

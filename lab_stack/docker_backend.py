@@ -13,10 +13,11 @@ ports; the other containers reach each other by network alias (``alertmanager`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ import yaml
 
 from lab_stack.components import SPECS, ComponentSpec, render_yaml
 from lab_stack.errors import EngineUnavailable, LabError, StartupError
-from lab_stack.ports import choose_port
 from lab_stack.readiness import ReadyCheck, wait_ready
 from lab_stack.settings import HOST, Settings
 from lab_stack.state import ComponentState, StackState, load_state, save_state
@@ -85,11 +85,17 @@ class DockerPlacement:
     def listen_host(self) -> str:
         # Inside its own network namespace a container listens everywhere; its ports are
         # published on 127.0.0.1 only. In the host's namespace it must listen on loopback.
-        return HOST if self.viewer in self.host_network else "0.0.0.0"  # noqa: S104
+        return HOST if self.viewer in self.host_network else "0.0.0.0"
 
     def view_from(self, component: str) -> DockerPlacement:
-        return DockerPlacement(self.host_ports, component, self.config_root, self.data_root,
-                               self.logs_dir, self.host_network)
+        return DockerPlacement(
+            self.host_ports,
+            component,
+            self.config_root,
+            self.data_root,
+            self.logs_dir,
+            self.host_network,
+        )
 
     def has(self, component: str) -> bool:
         return component in self.host_ports
@@ -133,22 +139,40 @@ class ContainerPlan:
 
 # --- configs of the real servers (upstream images) -------------------------------------------
 
+
 def loki_config(view: DockerPlacement) -> dict[str, Any]:
     """A single-process Loki 2.9 config: filesystem storage, TSDB v13, structured metadata on."""
     data = view.data_dir("loki")
     return {
         "auth_enabled": False,
-        "server": {"http_listen_address": view.listen_host, "http_listen_port": view.port("loki", "http"),
-                   "grpc_listen_port": 9096},
+        "server": {
+            "http_listen_address": view.listen_host,
+            "http_listen_port": view.port("loki", "http"),
+            "grpc_listen_port": 9096,
+        },
         "common": {
             "instance_addr": "127.0.0.1",
             "path_prefix": data,
-            "storage": {"filesystem": {"chunks_directory": f"{data}/chunks", "rules_directory": f"{data}/rules"}},
+            "storage": {
+                "filesystem": {
+                    "chunks_directory": f"{data}/chunks",
+                    "rules_directory": f"{data}/rules",
+                }
+            },
             "replication_factor": 1,
             "ring": {"kvstore": {"store": "inmemory"}},
         },
-        "schema_config": {"configs": [{"from": "2024-01-01", "store": "tsdb", "object_store": "filesystem",
-                                        "schema": "v13", "index": {"prefix": "index_", "period": "24h"}}]},
+        "schema_config": {
+            "configs": [
+                {
+                    "from": "2024-01-01",
+                    "store": "tsdb",
+                    "object_store": "filesystem",
+                    "schema": "v13",
+                    "index": {"prefix": "index_", "period": "24h"},
+                }
+            ]
+        },
         "limits_config": {"allow_structured_metadata": True, "reject_old_samples": False},
         "analytics": {"reporting_enabled": False},
     }
@@ -160,36 +184,82 @@ def tempo_config(view: DockerPlacement) -> dict[str, Any]:
     host = view.listen_host
     return {
         "server": {"http_listen_address": host, "http_listen_port": view.port("tempo", "http")},
-        "distributor": {"receivers": {"otlp": {"protocols": {
-            "grpc": {"endpoint": f"{host}:{view.port('tempo', 'otlp_grpc')}"},
-            "http": {"endpoint": f"{host}:{view.port('tempo', 'otlp_http')}"},
-        }}}},
+        "distributor": {
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": f"{host}:{view.port('tempo', 'otlp_grpc')}"},
+                        "http": {"endpoint": f"{host}:{view.port('tempo', 'otlp_http')}"},
+                    }
+                }
+            }
+        },
         "ingester": {"max_block_duration": "5m"},
         "compactor": {"compaction": {"block_retention": "24h"}},
-        "storage": {"trace": {"backend": "local", "wal": {"path": f"{data}/wal"},
-                              "local": {"path": f"{data}/blocks"}}},
+        "storage": {
+            "trace": {
+                "backend": "local",
+                "wal": {"path": f"{data}/wal"},
+                "local": {"path": f"{data}/blocks"},
+            }
+        },
         "usage_report": {"reporting_enabled": False},
     }
 
 
 def grafana_datasources(view: DockerPlacement) -> dict[str, Any]:
     """Grafana provisioning: the stack's datasources with fixed uids, cross-linked."""
+
     def url(component: str) -> str:
         return f"http://{view.peer(component, 'http')}"
 
     return {
         "apiVersion": 1,
         "datasources": [
-            {"name": "Prometheus", "type": "prometheus", "uid": "prometheus", "url": url("prometheus"),
-             "access": "proxy", "isDefault": True},
-            {"name": "Loki", "type": "loki", "uid": "loki", "url": url("loki"), "access": "proxy",
-             "jsonData": {"derivedFields": [{"datasourceUid": "tempo", "matcherRegex": '"trace_id":"(\\w+)"',
-                                              "name": "TraceID", "url": "$${__value.raw}"}]}},
-            {"name": "Tempo", "type": "tempo", "uid": "tempo", "url": url("tempo"), "access": "proxy",
-             "jsonData": {"tracesToLogsV2": {"datasourceUid": "loki", "filterByTraceID": True},
-                          "tracesToMetrics": {"datasourceUid": "prometheus"}}},
-            {"name": "Alertmanager", "type": "alertmanager", "uid": "alertmanager", "url": url("alertmanager"),
-             "access": "proxy", "jsonData": {"implementation": "prometheus"}},
+            {
+                "name": "Prometheus",
+                "type": "prometheus",
+                "uid": "prometheus",
+                "url": url("prometheus"),
+                "access": "proxy",
+                "isDefault": True,
+            },
+            {
+                "name": "Loki",
+                "type": "loki",
+                "uid": "loki",
+                "url": url("loki"),
+                "access": "proxy",
+                "jsonData": {
+                    "derivedFields": [
+                        {
+                            "datasourceUid": "tempo",
+                            "matcherRegex": '"trace_id":"(\\w+)"',
+                            "name": "TraceID",
+                            "url": "$${__value.raw}",
+                        }
+                    ]
+                },
+            },
+            {
+                "name": "Tempo",
+                "type": "tempo",
+                "uid": "tempo",
+                "url": url("tempo"),
+                "access": "proxy",
+                "jsonData": {
+                    "tracesToLogsV2": {"datasourceUid": "loki", "filterByTraceID": True},
+                    "tracesToMetrics": {"datasourceUid": "prometheus"},
+                },
+            },
+            {
+                "name": "Alertmanager",
+                "type": "alertmanager",
+                "uid": "alertmanager",
+                "url": url("alertmanager"),
+                "access": "proxy",
+                "jsonData": {"implementation": "prometheus"},
+            },
         ],
     }
 
@@ -203,25 +273,42 @@ _UPSTREAM_ENTRYPOINTS = {
 }
 
 
-def container_plan(spec: ComponentSpec, placement: DockerPlacement, *, images: str) -> ContainerPlan:
+def container_plan(
+    spec: ComponentSpec, placement: DockerPlacement, *, images: str
+) -> ContainerPlan:
     """How ``spec`` runs as a container with ``images`` = ``upstream`` or ``local``."""
     view = placement.view_from(spec.name)
     host_network = spec.name in placement.host_network
     upstream = images == "upstream"
     if spec.name == "loki" and upstream:
-        return ContainerPlan(spec.name, spec.image, ["/usr/bin/loki"],
-                             [f"-config.file={view.config_dir('loki')}/loki.yml"],
-                             configs={"loki.yml": render_yaml(loki_config(view))})
+        return ContainerPlan(
+            spec.name,
+            spec.image,
+            ["/usr/bin/loki"],
+            [f"-config.file={view.config_dir('loki')}/loki.yml"],
+            configs={"loki.yml": render_yaml(loki_config(view))},
+        )
     if spec.name == "tempo" and upstream:
-        return ContainerPlan(spec.name, spec.image, ["/tempo"],
-                             [f"-config.file={view.config_dir('tempo')}/tempo.yml"],
-                             configs={"tempo.yml": render_yaml(tempo_config(view))})
+        return ContainerPlan(
+            spec.name,
+            spec.image,
+            ["/tempo"],
+            [f"-config.file={view.config_dir('tempo')}/tempo.yml"],
+            configs={"tempo.yml": render_yaml(tempo_config(view))},
+        )
     if spec.name == "shipper" and upstream:
-        return ContainerPlan(spec.name, spec.image, ["/usr/bin/promtail"],
-                             [f"-config.file={view.config_dir('shipper')}/shipper.yml"])
+        return ContainerPlan(
+            spec.name,
+            spec.image,
+            ["/usr/bin/promtail"],
+            [f"-config.file={view.config_dir('shipper')}/shipper.yml"],
+        )
     if spec.name == "grafana":
         return ContainerPlan(
-            spec.name, spec.image, None, [],
+            spec.name,
+            spec.image,
+            None,
+            [],
             environment={
                 "GF_SERVER_HTTP_ADDR": HOST,
                 "GF_SERVER_HTTP_PORT": str(view.port("grafana", "http")),
@@ -235,14 +322,23 @@ def container_plan(spec: ComponentSpec, placement: DockerPlacement, *, images: s
         )
     if spec.module:
         image = spec.local_image if not upstream or spec.image == spec.local_image else spec.image
-        return ContainerPlan(spec.name, image, [EMBEDDED_PYTHON, "-m", spec.module], spec.command(view),
-                             environment={"PYTHONUNBUFFERED": "1"}, host_network=host_network)
+        return ContainerPlan(
+            spec.name,
+            image,
+            [EMBEDDED_PYTHON, "-m", spec.module],
+            spec.command(view),
+            environment={"PYTHONUNBUFFERED": "1"},
+            host_network=host_network,
+        )
     image = spec.image if upstream else spec.local_image
     entrypoint = _UPSTREAM_ENTRYPOINTS.get(spec.name) if upstream else None
-    return ContainerPlan(spec.name, image, entrypoint, spec.command(view), host_network=host_network)
+    return ContainerPlan(
+        spec.name, image, entrypoint, spec.command(view), host_network=host_network
+    )
 
 
 # --- the engine ---------------------------------------------------------------------------
+
 
 def _client(settings: Settings) -> docker.DockerClient:
     import docker
@@ -295,7 +391,9 @@ class DockerRunner:
         return None if self.is_alive(record) else f"container {record.container} is not running"
 
 
-def _remove_labelled(client: docker.DockerClient, sid: str, *, keep: set[str] | None = None) -> list[str]:
+def _remove_labelled(
+    client: docker.DockerClient, sid: str, *, keep: set[str] | None = None
+) -> list[str]:
     """Remove the stack's containers (except ``keep`` ids) and, when none is kept, its networks."""
     removed = []
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}={sid}"}):
@@ -337,7 +435,14 @@ def docker_up(
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.network import Network
 
-    from lab_stack.stack import Stack, _assign_ports, _default_components, _locked, _render_configs, _urls
+    from lab_stack.stack import (
+        Stack,
+        _assign_ports,
+        _default_components,
+        _locked,
+        _render_configs,
+        _urls,
+    )
 
     client = _client(settings)
     images = resolve_images(settings, client)
@@ -345,15 +450,23 @@ def docker_up(
     sid = stack_id(settings)
     runner = DockerRunner(settings)
     with _locked(settings.home):
-        state = load_state(settings.state_file) or StackState(backend="docker", home=str(settings.home), stack_id=sid)
+        state = load_state(settings.state_file) or StackState(
+            backend="docker", home=str(settings.home), stack_id=sid
+        )
         if state.backend != "docker":
-            raise LabError(f"a {state.backend} stack is recorded in {settings.state_file}. Hint: `lab down` first.")
+            raise LabError(
+                f"a {state.backend} stack is recorded in {settings.state_file}. Hint: `lab down` first."
+            )
         alive = {n for n in names if n in state.components and runner.is_alive(state.components[n])}
         keep = {state.components[n].container for n in alive if state.components[n].container}
-        _remove_labelled(client, sid, keep={k for k in keep if k} or {"-"})  # leftovers of a killed run
+        _remove_labelled(
+            client, sid, keep={k for k in keep if k} or {"-"}
+        )  # leftovers of a killed run
         ports = _assign_ports(state, names, alive, free_ports=free_ports)
         for name in names:
-            record = state.components.setdefault(name, ComponentState(name=name, ports=ports[name], urls={}))
+            record = state.components.setdefault(
+                name, ComponentState(name=name, ports=ports[name], urls={})
+            )
             record.ports = ports[name]
             record.urls = _urls(SPECS[name], ports[name])
         placement = DockerPlacement(ports)
@@ -389,7 +502,9 @@ def docker_up(
             to_start.append(name)
 
         def start(name: str) -> str:
-            container = _container(DockerContainer, plans[name], settings, network, sid, ports[name])
+            container = _container(
+                DockerContainer, plans[name], settings, network, sid, ports[name]
+            )
             container.start()
             return str(container.get_wrapped_container().id)
 
@@ -403,17 +518,23 @@ def docker_up(
             record.pid = None
             record.log = str(settings.logs_dir / f"{name}.log")
             spec = SPECS[name]
-            checks.append(ReadyCheck(
-                name=name,
-                url=f"http://{HOST}:{ports[name][spec.main_port.name]}{spec.ready_path}",
-                dead=lambda r=record: runner.death_reason(r),  # type: ignore[misc]
-                hint="read the container's log with `lab logs NAME`",
-            ))
+            checks.append(
+                ReadyCheck(
+                    name=name,
+                    url=f"http://{HOST}:{ports[name][spec.main_port.name]}{spec.ready_path}",
+                    dead=lambda r=record: runner.death_reason(r),  # type: ignore[misc]
+                    hint="read the container's log with `lab logs NAME`",
+                )
+            )
         state.backend = "docker"
         state.stack_id = sid
         save_state(settings.state_file, state)
         try:
-            wait_ready(checks, timeout=settings.startup_timeout, on_ready=lambda n, s: on_event(n, "ready", s))
+            wait_ready(
+                checks,
+                timeout=settings.startup_timeout,
+                on_ready=lambda n, s: on_event(n, "ready", s),
+            )
         except StartupError as exc:
             for check in checks:
                 _dump_logs(client, state.components[check.name], settings)
@@ -422,8 +543,14 @@ def docker_up(
         return Stack(settings, state)
 
 
-def _container(factory: Any, plan: ContainerPlan, settings: Settings, network: Any, sid: str,
-               host_ports: dict[str, int]) -> Any:
+def _container(
+    factory: Any,
+    plan: ContainerPlan,
+    settings: Settings,
+    network: Any,
+    sid: str,
+    host_ports: dict[str, int],
+) -> Any:
     spec = SPECS[plan.component]
     data = settings.data_dir / plan.component
     data.mkdir(parents=True, exist_ok=True)
@@ -434,7 +561,9 @@ def _container(factory: Any, plan: ContainerPlan, settings: Settings, network: A
     for key, value in plan.environment.items():
         container.with_env(key, value)
     container.with_name(f"lab-{sid}-{alias(plan.component)}")
-    container.with_volume_mapping(str(settings.config_dir / plan.component), f"{CONFIG_ROOT}/{plan.component}", "ro")
+    container.with_volume_mapping(
+        str(settings.config_dir / plan.component), f"{CONFIG_ROOT}/{plan.component}", "ro"
+    )
     container.with_volume_mapping(str(data), f"{DATA_ROOT}/{plan.component}", "rw")
     if plan.component == "shipper":
         container.with_volume_mapping(str(settings.logs_dir / "services"), SERVICE_LOGS, "ro")
@@ -455,10 +584,8 @@ def _container(factory: Any, plan: ContainerPlan, settings: Settings, network: A
 def _remove_container(client: docker.DockerClient, container_id: str) -> None:
     from docker.errors import NotFound
 
-    try:
+    with contextlib.suppress(NotFound):
         client.containers.get(container_id).remove(force=True, v=True)
-    except NotFound:
-        pass
 
 
 def _dump_logs(client: docker.DockerClient, record: ComponentState, settings: Settings) -> None:
@@ -508,7 +635,11 @@ def render_compose(components: Sequence[str] | None = None) -> dict[str, str]:
     from lab_stack.components import prometheus_config
     from lab_stack.stack import _default_components
 
-    names = tuple(components) if components else tuple(n for n in _default_components() if n != "grafana") + ("grafana",)
+    names = (
+        tuple(components)
+        if components
+        else (*tuple(n for n in _default_components() if n != "grafana"), "grafana")
+    )
     ports = {n: {p.name: p.default for p in SPECS[n].ports} for n in names}
     placement = DockerPlacement(ports)
     files: dict[str, str] = {}
@@ -519,8 +650,11 @@ def render_compose(components: Sequence[str] | None = None) -> dict[str, str]:
         view = placement.view_from(name)
         configs = dict(spec.configs(view))
         if name == "prometheus":
-            configs["prometheus.yml"] = render_yaml(prometheus_config(
-                view, components=names, scrape_interval="5s", evaluation_interval="5s"))
+            configs["prometheus.yml"] = render_yaml(
+                prometheus_config(
+                    view, components=names, scrape_interval="5s", evaluation_interval="5s"
+                )
+            )
             configs["rules/.keep"] = ""
             configs["file_sd/.keep"] = ""
         configs.update(plan.configs)
@@ -535,7 +669,10 @@ def render_compose(components: Sequence[str] | None = None) -> dict[str, str]:
             service["command"] = plan.command
         if plan.environment:
             service["environment"] = dict(plan.environment)
-        volumes = [f"./config/{name}:{CONFIG_ROOT}/{name}:ro", f"{alias(name)}-data:{DATA_ROOT}/{name}"]
+        volumes = [
+            f"./config/{name}:{CONFIG_ROOT}/{name}:ro",
+            f"{alias(name)}-data:{DATA_ROOT}/{name}",
+        ]
         if name == "shipper":
             volumes.append(f"./service-logs:{SERVICE_LOGS}:ro")
         service["volumes"] = volumes
@@ -545,7 +682,10 @@ def render_compose(components: Sequence[str] | None = None) -> dict[str, str]:
             service["networks"] = {"lab": {"aliases": [alias(name)]}}
             service["ports"] = [f"{HOST}:{p.default}:{p.default}" for p in spec.ports]
         if name in ("gpu", "sinks"):
-            service["build"] = {"context": "../..", "dockerfile": "lab_stack/images/embedded.Dockerfile"}
+            service["build"] = {
+                "context": "../..",
+                "dockerfile": "lab_stack/images/embedded.Dockerfile",
+            }
         service["restart"] = "unless-stopped"
         services[alias(name)] = service
     compose = {

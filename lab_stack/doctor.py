@@ -36,14 +36,23 @@ def diagnose(*, settings: Settings | None = None) -> list[Finding]:
     except LabError as exc:
         return [*findings, Finding("state file", "fail", str(exc))]
     if state is None:
-        findings.append(Finding("stack", "warn", f"no stack is running under {settings.home}. Start it: `lab up`."))
+        findings.append(
+            Finding(
+                "stack", "warn", f"no stack is running under {settings.home}. Start it: `lab up`."
+            )
+        )
         findings += _ports_for_start()
         return findings
     backend = NativeBackend(settings)
     for name, record in state.components.items():
         if state.backend == "native" and not backend.is_alive(record):
-            findings.append(Finding(f"{name} process", "fail",
-                                    f"pid {record.pid} is gone. Run `lab up` to restart it; `lab logs {name}` says why it died."))
+            findings.append(
+                Finding(
+                    f"{name} process",
+                    "fail",
+                    f"pid {record.pid} is gone. Run `lab up` to restart it; `lab logs {name}` says why it died.",
+                )
+            )
     findings += _prometheus(state.urls())
     findings += _configs(settings)
     return findings
@@ -59,7 +68,9 @@ def _binaries() -> list[Finding]:
         if path:
             out.append(Finding(f"{name} binary", "ok", path))
         else:
-            out.append(Finding(f"{name} binary", "fail", f"missing. Install: {spec.binary.install_hint()}"))
+            out.append(
+                Finding(f"{name} binary", "fail", f"missing. Install: {spec.binary.install_hint()}")
+            )
     return out
 
 
@@ -68,11 +79,14 @@ def _ports_for_start() -> list[Finding]:
     for name in component_names():
         for port in SPECS[name].ports:
             if not port_is_free(port.default):
-                out.append(Finding(
-                    f"port {port.default}", "warn",
-                    f"{name}'s usual port is taken by another program; `lab up` will use a free port instead "
-                    f"(find the program: `ss -ltnp | grep :{port.default}`).",
-                ))
+                out.append(
+                    Finding(
+                        f"port {port.default}",
+                        "warn",
+                        f"{name}'s usual port is taken by another program; `lab up` will use a free port instead "
+                        f"(find the program: `ss -ltnp | grep :{port.default}`).",
+                    )
+                )
     return out
 
 
@@ -89,11 +103,14 @@ def _prometheus(urls: dict[str, str]) -> list[Finding]:
         job = target.get("labels", {}).get("job", "?")
         instance = target.get("labels", {}).get("instance", "?")
         if target.get("health") == "down":
-            out.append(Finding(
-                f"target {job} {instance}", "fail",
-                f"scrape failed: {target.get('lastError')}. Is the service running and is its /metrics "
-                "URL right? Check `lab status` and the URL you registered.",
-            ))
+            out.append(
+                Finding(
+                    f"target {job} {instance}",
+                    "fail",
+                    f"scrape failed: {target.get('lastError')}. Is the service running and is its /metrics "
+                    "URL right? Check `lab status` and the URL you registered.",
+                )
+            )
         elif target.get("health") == "up":
             out.append(Finding(f"target {job}", "ok", instance))
     return out
@@ -104,16 +121,31 @@ def _configs(settings: Settings) -> list[Finding]:
     config = settings.config_dir / "prometheus" / "prometheus.yml"
     if config.exists():
         result = promtool.check_config(config, raise_on_error=False)
-        out.append(Finding("prometheus.yml", "ok" if result.ok else "fail",
-                           "promtool check config passed" if result.ok else result.output))
+        out.append(
+            Finding(
+                "prometheus.yml",
+                "ok" if result.ok else "fail",
+                "promtool check config passed" if result.ok else result.output,
+            )
+        )
     rules = sorted((settings.config_dir / "prometheus" / "rules").glob("*.yml"))
     if rules:
         result = promtool.check_rules(rules, raise_on_error=False)
-        out.append(Finding("rules", "ok" if result.ok else "fail",
-                           f"{len(rules)} file(s) pass promtool" if result.ok else result.output))
+        out.append(
+            Finding(
+                "rules",
+                "ok" if result.ok else "fail",
+                f"{len(rules)} file(s) pass promtool" if result.ok else result.output,
+            )
+        )
     am = settings.config_dir / "alertmanager" / "alertmanager.yml"
     if am.exists():
         result = promtool.check_alertmanager_config(am, raise_on_error=False)
-        out.append(Finding("alertmanager.yml", "ok" if result.ok else "fail",
-                           "amtool check-config passed" if result.ok else result.output))
+        out.append(
+            Finding(
+                "alertmanager.yml",
+                "ok" if result.ok else "fail",
+                "amtool check-config passed" if result.ok else result.output,
+            )
+        )
     return out

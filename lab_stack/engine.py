@@ -11,6 +11,7 @@ the host override and the ``docker_host`` connection mode that podman needs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -73,8 +74,11 @@ class Engine:
         with open(self.log, "ab") as log:
             process = subprocess.Popen(
                 [podman, "system", "service", "--time=0", self.docker_host],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=podman_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=podman_env(),
             )
         process.returncode = 0  # it outlives us on purpose; keep Popen.__del__ quiet
         self.pid_file.write_text(str(process.pid))
@@ -94,10 +98,8 @@ class Engine:
             pid = int(self.pid_file.read_text())
         except (FileNotFoundError, ValueError):
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(os.getpgid(pid), signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

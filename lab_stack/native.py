@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,7 +76,9 @@ class NativeBackend:
         assert spec.binary is not None, spec.name
         return [spec.binary.require(), *args]
 
-    def start(self, spec: ComponentSpec, placement: NativePlacement, record: ComponentState) -> None:
+    def start(
+        self, spec: ComponentSpec, placement: NativePlacement, record: ComponentState
+    ) -> None:
         """Start ``spec`` in a new process group, appending to its log; fills ``record``."""
         argv = self.command(spec, placement)
         Path(placement.data_dir(spec.name)).mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,9 @@ class NativeBackend:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+            log.write(
+                f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode()
+            )
             log.flush()
             process = subprocess.Popen(
                 argv,
@@ -107,7 +112,10 @@ class NativeBackend:
             return False
         try:
             process = psutil.Process(record.pid)
-            if record.create_time is not None and abs(process.create_time() - record.create_time) > 0.5:
+            if (
+                record.create_time is not None
+                and abs(process.create_time() - record.create_time) > 0.5
+            ):
                 return False
             return process.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
@@ -142,10 +150,8 @@ class NativeBackend:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_alive(pgid: int) -> bool:
@@ -162,7 +168,5 @@ def _reap(pid: int | None) -> None:
     """Collect the exit status of our own child, if it was one, so no zombie lingers."""
     if pid is None:
         return
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

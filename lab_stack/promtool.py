@@ -47,7 +47,9 @@ def _run(argv: Sequence[str], *, stdin: str | None = None, timeout: float = 60.0
 
 def _require_ok(result: ToolResult, what: str, hint: str) -> ToolResult:
     if not result.ok:
-        raise PromtoolError(f"{what} was rejected:\n{result.output}\nHint: {hint}", output=result.output)
+        raise PromtoolError(
+            f"{what} was rejected:\n{result.output}\nHint: {hint}", output=result.output
+        )
     return result
 
 
@@ -55,7 +57,9 @@ def check_config(path: str | Path, *, raise_on_error: bool = True) -> ToolResult
     """``promtool check config PATH`` (also checks the rule files it names)."""
     result = _run([binaries.PROMTOOL.require(), "check", "config", str(path)])
     if raise_on_error:
-        _require_ok(result, f"Prometheus config {path}", "fix the line promtool names and apply it again.")
+        _require_ok(
+            result, f"Prometheus config {path}", "fix the line promtool names and apply it again."
+        )
     return result
 
 
@@ -71,11 +75,15 @@ def check_rules(paths: Sequence[str | Path], *, raise_on_error: bool = True) -> 
     return result
 
 
-def test_rules(paths: Sequence[str | Path], *, raise_on_error: bool = False, timeout: float = 120.0) -> ToolResult:
+def test_rules(
+    paths: Sequence[str | Path], *, raise_on_error: bool = False, timeout: float = 120.0
+) -> ToolResult:
     """``promtool test rules PATH...`` (unit tests of alerting and recording rules)."""
     result = _run([binaries.PROMTOOL.require(), "test", "rules", *map(str, paths)], timeout=timeout)
     if raise_on_error:
-        _require_ok(result, f"rule tests {', '.join(map(str, paths))}", "read the FAILED lines above.")
+        _require_ok(
+            result, f"rule tests {', '.join(map(str, paths))}", "read the FAILED lines above."
+        )
     return result
 
 
@@ -88,11 +96,15 @@ def check_alertmanager_config(path: str | Path, *, raise_on_error: bool = True) 
     """``amtool check-config PATH``."""
     result = _run([binaries.AMTOOL.require(), "check-config", str(path)])
     if raise_on_error:
-        _require_ok(result, f"Alertmanager config {path}", "fix what amtool names and apply it again.")
+        _require_ok(
+            result, f"Alertmanager config {path}", "fix what amtool names and apply it again."
+        )
     return result
 
 
-def routes_test(path: str | Path, labels: dict[str, str], *, expect: Sequence[str] | None = None) -> ToolResult:
+def routes_test(
+    path: str | Path, labels: dict[str, str], *, expect: Sequence[str] | None = None
+) -> ToolResult:
     """``amtool config routes test``: which receivers alerts with ``labels`` reach."""
     argv = [binaries.AMTOOL.require(), "config", "routes", "test", f"--config.file={path}"]
     if expect is not None:

@@ -51,7 +51,9 @@ def _duration_seconds(name: str, raw: str) -> float:
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
     if raw not in allowed:
-        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}. Hint: unset it or pick one.")
+        raise ConfigError(
+            f"{name}={raw!r} is not one of {', '.join(allowed)}. Hint: unset it or pick one."
+        )
     return raw
 
 
@@ -97,16 +99,28 @@ class Settings:
         if env.get("LAB_HOME"):
             kwargs["home"] = Path(env["LAB_HOME"]).expanduser().resolve()
         if env.get("LAB_BACKEND"):
-            kwargs["backend"] = _choice("LAB_BACKEND", env["LAB_BACKEND"], ("auto", "native", "docker"))
+            kwargs["backend"] = _choice(
+                "LAB_BACKEND", env["LAB_BACKEND"], ("auto", "native", "docker")
+            )
         if env.get("LAB_IMAGES"):
-            kwargs["images"] = _choice("LAB_IMAGES", env["LAB_IMAGES"], ("auto", "upstream", "local"))
+            kwargs["images"] = _choice(
+                "LAB_IMAGES", env["LAB_IMAGES"], ("auto", "upstream", "local")
+            )
         if env.get("LAB_STARTUP_TIMEOUT"):
-            kwargs["startup_timeout"] = _duration_seconds("LAB_STARTUP_TIMEOUT", env["LAB_STARTUP_TIMEOUT"])
-        for var, key in (("LAB_SCRAPE_INTERVAL", "scrape_interval"), ("LAB_EVALUATION_INTERVAL", "evaluation_interval")):
+            kwargs["startup_timeout"] = _duration_seconds(
+                "LAB_STARTUP_TIMEOUT", env["LAB_STARTUP_TIMEOUT"]
+            )
+        for var, key in (
+            ("LAB_SCRAPE_INTERVAL", "scrape_interval"),
+            ("LAB_EVALUATION_INTERVAL", "evaluation_interval"),
+        ):
             if env.get(var):
                 _duration_seconds(var, env[var])  # validate
                 kwargs[key] = env[var]
-        for var, key in (("LAB_LOKI_RETENTION", "loki_retention"), ("LAB_TEMPO_RETENTION", "tempo_retention")):
+        for var, key in (
+            ("LAB_LOKI_RETENTION", "loki_retention"),
+            ("LAB_TEMPO_RETENTION", "tempo_retention"),
+        ):
             if env.get(var):
                 kwargs[key] = _duration_seconds(var, env[var])
         for var, key in (
@@ -117,7 +131,9 @@ class Settings:
                 try:
                     kwargs[key] = int(env[var])
                 except ValueError:
-                    raise ConfigError(f"{var}={env[var]!r} is not a whole number of bytes.") from None
+                    raise ConfigError(
+                        f"{var}={env[var]!r} is not a whole number of bytes."
+                    ) from None
         if env.get("LAB_ENGINE_DIR"):
             kwargs["engine_dir"] = Path(env["LAB_ENGINE_DIR"]).expanduser().resolve()
         if env.get("DOCKER_HOST"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import re
@@ -44,8 +45,14 @@ from lab_stack.settings import HOST, Settings, get_settings
 from lab_stack.state import ComponentState, StackState, load_state, save_state
 
 if TYPE_CHECKING:
+    from lab_stack.clients import (
+        AlertmanagerClient,
+        LokiClient,
+        PrometheusClient,
+        SinksClient,
+        TempoClient,
+    )
     from lab_stack.docker_backend import DockerRunner
-    from lab_stack.clients import AlertmanagerClient, LokiClient, PrometheusClient, SinksClient, TempoClient
 
 __all__ = ["ComponentStatus", "Event", "Stack", "connect", "down", "up"]
 
@@ -209,11 +216,15 @@ class Stack:
         Registering the same URL again replaces its labels; other URLs of the job are kept.
         """
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", job):
-            raise ConfigError(f"job name {job!r} has characters Prometheus labels should not carry. "
-                              "Hint: use letters, digits, '-', '_' or '.'.")
+            raise ConfigError(
+                f"job name {job!r} has characters Prometheus labels should not carry. "
+                "Hint: use letters, digits, '-', '_' or '.'."
+            )
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if not parts.hostname or not parts.port:
-            raise ConfigError(f"target URL {url!r} needs a host and a port, e.g. http://127.0.0.1:8000/metrics.")
+            raise ConfigError(
+                f"target URL {url!r} needs a host and a port, e.g. http://127.0.0.1:8000/metrics."
+            )
         target_labels = {"job": job, **(labels or {})}
         if parts.path and parts.path != "/metrics":
             target_labels["__metrics_path__"] = parts.path
@@ -265,9 +276,15 @@ class Stack:
         """
         source = Path(path).resolve()
         if not source.is_file():
-            raise ConfigError(f"{source} does not exist. Hint: check the path of your prometheus.yml.")
+            raise ConfigError(
+                f"{source} does not exist. Hint: check the path of your prometheus.yml."
+            )
         promtool.check_config(source)
-        text = _absolutise_prometheus_paths(source)
+        text = _absolutise_prometheus_paths(
+            source,
+            host_dir=self.prometheus_config_path.parent,
+            seen_dir=self._placement().view_from("prometheus").config_dir("prometheus"),
+        )
         self._replace_and_reload("prometheus", self.prometheus_config_path, text)
 
     def apply_rules(self, paths: Sequence[str | Path], *, replace: bool = False) -> list[Path]:
@@ -286,7 +303,9 @@ class Stack:
         sources = [Path(p).resolve() for p in paths]
         for source in sources:
             if not source.is_file():
-                raise ConfigError(f"{source} does not exist. Hint: check the path of your rules file.")
+                raise ConfigError(
+                    f"{source} does not exist. Hint: check the path of your rules file."
+                )
         promtool.check_rules(sources)
         self.rules_dir.mkdir(parents=True, exist_ok=True)
         backup = {p: p.read_bytes() for p in self.rules_dir.glob("*.yml")}
@@ -320,7 +339,9 @@ class Stack:
         """Check ``path`` with amtool, then make it the running Alertmanager's configuration."""
         source = Path(path).resolve()
         if not source.is_file():
-            raise ConfigError(f"{source} does not exist. Hint: check the path of your alertmanager.yml.")
+            raise ConfigError(
+                f"{source} does not exist. Hint: check the path of your alertmanager.yml."
+            )
         promtool.check_alertmanager_config(source)
         self._replace_and_reload("alertmanager", self.alertmanager_config_path, source.read_text())
 
@@ -354,7 +375,9 @@ class Stack:
         try:
             response = httpx.post(url, timeout=30.0, trust_env=False)
         except httpx.HTTPError as exc:
-            raise NotRunning(f"POST {url} failed: {exc}. Hint: is the stack up? Run `lab status`.") from exc
+            raise NotRunning(
+                f"POST {url} failed: {exc}. Hint: is the stack up? Run `lab status`."
+            ) from exc
         if response.status_code != 200:
             raise ConfigError(
                 f"{component} refused to reload its configuration (HTTP {response.status_code} from "
@@ -375,11 +398,18 @@ class Stack:
                     state = "stopped"
                 else:
                     try:
-                        ok = client.get(f"http://{HOST}:{record.ports[main.name]}{spec.ready_path}").status_code == 200
+                        ok = (
+                            client.get(
+                                f"http://{HOST}:{record.ports[main.name]}{spec.ready_path}"
+                            ).status_code
+                            == 200
+                        )
                     except httpx.HTTPError:
                         ok = False
                     state = "ready" if ok else "running"
-                rows.append(ComponentStatus(name, spec.title, state, url, record.pid, dict(record.ports)))
+                rows.append(
+                    ComponentStatus(name, spec.title, state, url, record.pid, dict(record.ports))
+                )
         return rows
 
     def down(self) -> None:
@@ -387,8 +417,13 @@ class Stack:
         down(settings=self.settings)
 
 
-def _absolutise_prometheus_paths(source: Path) -> str:
-    """The config text with relative rule and file_sd paths made absolute (against its folder)."""
+def _absolutise_prometheus_paths(source: Path, *, host_dir: Path, seen_dir: str) -> str:
+    """The config text ready to run where Prometheus runs.
+
+    Rule files it names (globs resolved against its folder) are copied under ``host_dir/applied-rules``
+    and named as Prometheus sees that folder (``seen_dir``), so the same file works for a process and
+    for a container; relative file_sd paths are made absolute.
+    """
     text = source.read_text()
     try:
         document = yaml.safe_load(text)
@@ -397,24 +432,31 @@ def _absolutise_prometheus_paths(source: Path) -> str:
     if not isinstance(document, dict):
         return text
     base = source.parent
-
-    def absolute(value: str) -> str:
-        return value if os.path.isabs(value) else str(base / value)
-
-    changed = False
-    if isinstance(document.get("rule_files"), list):
-        document["rule_files"] = [absolute(str(p)) for p in document["rule_files"]]
-        changed = True
+    applied = host_dir / "applied-rules"
+    shutil.rmtree(applied, ignore_errors=True)
+    rule_files = document.get("rule_files")
+    if isinstance(rule_files, list) and rule_files:
+        applied.mkdir(parents=True)
+        for index, pattern in enumerate(str(p) for p in rule_files):
+            full = pattern if os.path.isabs(pattern) else str(base / pattern)
+            for number, match in enumerate(sorted(glob.glob(full))):
+                shutil.copyfile(match, applied / f"{index:02d}-{number:03d}-{Path(match).name}")
+        document["rule_files"] = [f"{seen_dir}/applied-rules/*"]
     for job in document.get("scrape_configs") or []:
         for sd in job.get("file_sd_configs") or []:
             if isinstance(sd.get("files"), list):
-                sd["files"] = [absolute(str(p)) for p in sd["files"]]
-                changed = True
-    return render_yaml(document) if changed else text
+                sd["files"] = [
+                    p if os.path.isabs(str(p)) else str(base / str(p)) for p in sd["files"]
+                ]
+    return render_yaml(document)
 
 
 def _render_configs(
-    settings: Settings, state: StackState, placement: Placement, *, only: Sequence[str] | None = None
+    settings: Settings,
+    state: StackState,
+    placement: Placement,
+    *,
+    only: Sequence[str] | None = None,
 ) -> set[str]:
     """Write each component's default config files; return the components whose files changed."""
     changed: set[str] = set()
@@ -499,14 +541,18 @@ def up(
     if resolve_backend(settings) == "docker":
         from lab_stack.docker_backend import docker_up
 
-        return docker_up(settings=settings, components=components, free_ports=free_ports, on_event=on_event)
+        return docker_up(
+            settings=settings, components=components, free_ports=free_ports, on_event=on_event
+        )
     names = tuple(components) if components else _default_components()
     unknown = [n for n in names if n not in SPECS]
     if unknown:
         raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(SPECS)}.")
     backend = NativeBackend(settings)
     with _locked(settings.home):
-        state = load_state(settings.state_file) or StackState(backend="native", home=str(settings.home))
+        state = load_state(settings.state_file) or StackState(
+            backend="native", home=str(settings.home)
+        )
         if state.backend != "native":
             raise LabError(
                 f"a {state.backend} stack is recorded in {settings.state_file}. "
@@ -517,7 +563,9 @@ def up(
             spec = SPECS[name]
             if spec.binary is not None and not spec.module:
                 spec.binary.require()
-        alive = {n for n in names if n in state.components and backend.is_alive(state.components[n])}
+        alive = {
+            n for n in names if n in state.components and backend.is_alive(state.components[n])
+        }
         ports = _assign_ports(state, names, alive, free_ports=free_ports)
         for name in names:
             record = state.components.get(name)
@@ -549,14 +597,18 @@ def up(
             )
         save_state(settings.state_file, state)
         stack = Stack(settings, state)
-        wait_ready(checks, timeout=settings.startup_timeout, on_ready=lambda n, s: on_event(n, "ready", s))
+        wait_ready(
+            checks, timeout=settings.startup_timeout, on_ready=lambda n, s: on_event(n, "ready", s)
+        )
         # Running components whose peers moved get their new configuration.
         for name in sorted(changed & alive):
             if name in ("prometheus", "alertmanager"):
                 stack.reload(name)
             elif name == "shipper":
                 backend.stop(state.components[name])
-                return up(settings=settings, components=names, free_ports=free_ports, on_event=on_event)
+                return up(
+                    settings=settings, components=names, free_ports=free_ports, on_event=on_event
+                )
         return stack
 
 
@@ -596,10 +648,14 @@ def down(*, settings: Settings | None = None, timeout: float = 5.0) -> list[str]
         return stopped
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2, what: str = "") -> None:
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2, what: str = ""
+) -> None:
     """Poll ``predicate`` until it is true; raise :class:`StartupError` naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise StartupError(f"timed out after {timeout:.0f} s waiting for {what or 'a condition'}.")
+            raise StartupError(
+                f"timed out after {timeout:.0f} s waiting for {what or 'a condition'}."
+            )
         time.sleep(interval)

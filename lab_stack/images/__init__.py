@@ -76,8 +76,9 @@ def _podman() -> str:
 
 
 def _run(argv: list[str], *, what: str, stdin: bytes | None = None, timeout: float = 1800) -> str:
-    completed = subprocess.run(argv, input=stdin, capture_output=True, env=podman_env(), timeout=timeout,
-                               check=False)
+    completed = subprocess.run(
+        argv, input=stdin, capture_output=True, env=podman_env(), timeout=timeout, check=False
+    )
     output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
     if completed.returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
@@ -87,14 +88,26 @@ def _run(argv: list[str], *, what: str, stdin: bytes | None = None, timeout: flo
                 "Hint: image builds need the network to PyPI and deb.debian.org; check the proxy, or use "
                 "the native backend (`LAB_BACKEND=native`), which needs no image."
             )
-        raise BackendError(f"{what} failed (exit {completed.returncode}):\n{tail}\nHint: read the lines above.")
+        raise BackendError(
+            f"{what} failed (exit {completed.returncode}):\n{tail}\nHint: read the lines above."
+        )
     return output
 
 
 def _image_inputs(image: str) -> str | None:
     completed = subprocess.run(
-        [_podman(), "image", "inspect", "--format", f'{{{{index .Labels "{INPUTS_LABEL}"}}}}', image],
-        capture_output=True, text=True, env=podman_env(), check=False,
+        [
+            _podman(),
+            "image",
+            "inspect",
+            "--format",
+            f'{{{{index .Labels "{INPUTS_LABEL}"}}}}',
+            image,
+        ],
+        capture_output=True,
+        text=True,
+        env=podman_env(),
+        check=False,
     )
     return completed.stdout.strip() if completed.returncode == 0 else None
 
@@ -117,10 +130,25 @@ def _libraries(path: str) -> list[str]:
     return libs
 
 
-def _build_context(context: Path, image: str, inputs: str, dockerfile: str, *, network: str) -> None:
+def _build_context(
+    context: Path, image: str, inputs: str, dockerfile: str, *, network: str
+) -> None:
     (context / "Dockerfile").write_text(dockerfile)
-    _run([_podman(), "build", f"--network={network}", "--label", f"{INPUTS_LABEL}={inputs}",
-          "-t", image, "-f", str(context / "Dockerfile"), str(context)], what=f"building {image}")
+    _run(
+        [
+            _podman(),
+            "build",
+            f"--network={network}",
+            "--label",
+            f"{INPUTS_LABEL}={inputs}",
+            "-t",
+            image,
+            "-f",
+            str(context / "Dockerfile"),
+            str(context),
+        ],
+        what=f"building {image}",
+    )
 
 
 def build_binary_image(image: str, *, force: bool = False, network: str = "host") -> BuildResult:
@@ -143,16 +171,20 @@ def build_binary_image(image: str, *, force: bool = False, network: str = "host"
             shutil.copy2(Path(file).resolve(), target)
         (rootfs / "tmp").mkdir(mode=0o1777)
         (rootfs / "etc").mkdir(exist_ok=True)
-        (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534::/:/nonexistent\n")
+        (rootfs / "etc" / "passwd").write_text(
+            "root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534::/:/nonexistent\n"
+        )
         dockerfile = f'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["{paths[0]}"]\n'
         _build_context(context, image, inputs, dockerfile, network=network)
     return BuildResult(image, True, time.monotonic() - started)
 
 
-def build_base_image(settings: Settings, *, force: bool = False) -> BuildResult:
+def build_base_image(
+    settings: Settings, *, force: bool = False, mirror: str = DEBIAN_MIRROR
+) -> BuildResult:
     """Make the Debian Python base with debootstrap and import it (about a minute, once)."""
     started = time.monotonic()
-    inputs = _digest("bookworm", "minbase", "python3,python3-venv,ca-certificates", DEBIAN_MIRROR)
+    inputs = _digest("bookworm", "minbase", "python3,python3-venv,ca-certificates", mirror)
     if not force and _image_inputs(BASE_IMAGE) == inputs:
         return BuildResult(BASE_IMAGE, False, time.monotonic() - started)
     debootstrap = shutil.which("debootstrap") or shutil.which("/usr/sbin/debootstrap")
@@ -162,11 +194,23 @@ def build_base_image(settings: Settings, *, force: bool = False) -> BuildResult:
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _run([debootstrap, "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-              "bookworm", str(work), DEBIAN_MIRROR], what="debootstrap of the Python base")
+        _run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(work),
+                mirror,
+            ],
+            what="debootstrap of the Python base",
+        )
         tar = subprocess.run(["tar", "-C", str(work), "-c", "."], capture_output=True, check=True)
-        _run([_podman(), "import", "--change", f"LABEL {INPUTS_LABEL}={inputs}", "-", BASE_IMAGE],
-             what=f"importing {BASE_IMAGE}", stdin=tar.stdout)
+        _run(
+            [_podman(), "import", "--change", f"LABEL {INPUTS_LABEL}={inputs}", "-", BASE_IMAGE],
+            what=f"importing {BASE_IMAGE}",
+            stdin=tar.stdout,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BuildResult(BASE_IMAGE, True, time.monotonic() - started)
@@ -176,20 +220,31 @@ def _source_files() -> list[Path]:
     files = []
     for package in ("lab_stack", "ml_service"):
         for path in sorted((PROJECT_ROOT / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".yml", ".yaml", ".json", ".conf", ".txt", ".proto"}:
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and path.suffix in {".py", ".yml", ".yaml", ".json", ".conf", ".txt", ".proto"}
+            ):
                 files.append(path)
     return files
 
 
-def build_embedded_image(*, force: bool = False, network: str = "host") -> BuildResult:
+def build_embedded_image(
+    *, force: bool = False, network: str = "host", no_cache: bool = False
+) -> BuildResult:
     """Build the embedded servers' image on the Python base (pip needs PyPI, nothing else)."""
     started = time.monotonic()
     sources = _source_files()
     requirements = (HERE / "embedded-requirements.txt").read_text()
     dockerfile = (HERE / "embedded.Dockerfile").read_text()
     base = _image_inputs(BASE_IMAGE) or ""
-    inputs = _digest(base, requirements, dockerfile, *(str(p.relative_to(PROJECT_ROOT)) for p in sources),
-                     *(p.read_bytes() for p in sources))
+    inputs = _digest(
+        base,
+        requirements,
+        dockerfile,
+        *(str(p.relative_to(PROJECT_ROOT)) for p in sources),
+        *(p.read_bytes() for p in sources),
+    )
     if not force and _image_inputs(EMBEDDED_IMAGE) == inputs:
         return BuildResult(EMBEDDED_IMAGE, False, time.monotonic() - started)
     with tempfile.TemporaryDirectory(prefix="lab-image-") as tmp:
@@ -200,11 +255,13 @@ def build_embedded_image(*, force: bool = False, network: str = "host") -> Build
             target = context / "src" / path.relative_to(PROJECT_ROOT)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        _build_context(context, EMBEDDED_IMAGE, inputs, dockerfile, network=network)
+        _build_context(context, EMBEDDED_IMAGE, inputs, dockerfile, network=network, no_cache=no_cache)
     return BuildResult(EMBEDDED_IMAGE, True, time.monotonic() - started)
 
 
-def build_all(settings: Settings, *, force: bool = False, progress: Progress = lambda line: None) -> list[BuildResult]:
+def build_all(
+    settings: Settings, *, force: bool = False, progress: Progress = lambda line: None
+) -> list[BuildResult]:
     """Build every local image the stack needs; skip those whose inputs are unchanged."""
     results = []
     for image in BINARY_IMAGES:

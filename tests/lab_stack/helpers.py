@@ -16,7 +16,9 @@ from lab_stack.state import load_state
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0, interval: float = 0.2, what: str = "") -> T:
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 15.0, interval: float = 0.2, what: str = ""
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail the test naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -57,4 +59,8 @@ def listening_addresses(pids: set[int]) -> list[tuple[int, str, int]]:
 
 
 def is_loopback(ip: str) -> bool:
-    return ipaddress.ip_address(ip).is_loopback
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (``::ffff:127.0.0.1``, as gRPC binds)."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

@@ -46,7 +46,11 @@ def test_variables_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("LAB_BACKEND", "kubernetes", "LAB_BACKEND='kubernetes' is not one of auto, native, docker"),
+        (
+            "LAB_BACKEND",
+            "kubernetes",
+            "LAB_BACKEND='kubernetes' is not one of auto, native, docker",
+        ),
         ("LAB_STARTUP_TIMEOUT", "soon", "is not a duration"),
         ("LAB_LOKI_RETENTION_BYTES", "1GB", "is not a whole number of bytes"),
     ],
