@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -13,11 +15,16 @@ __all__ = ["Binary", "find"]
 
 @dataclass(frozen=True)
 class Binary:
-    """An executable known by one or more names, with the packages that ship it."""
+    """An executable known by one or more names, with the packages that ship it.
+
+    ``version_marker``, when set, must appear in the output of ``BINARY -version`` for the binary
+    to count as found (Debian's ``loki`` is a genetics program, not Grafana Loki).
+    """
 
     names: tuple[str, ...]
     debian_package: str
     brew_formula: str
+    version_marker: str = ""
 
     def install_hint(self) -> str:
         """How to install this binary on the current platform."""
@@ -29,10 +36,10 @@ class Binary:
         )
 
     def find(self) -> str | None:
-        """The path of the first name found on PATH, or None."""
+        """The path of the first name found on PATH (and genuine, see ``version_marker``), or None."""
         for name in self.names:
             path = shutil.which(name)
-            if path:
+            if path and (not self.version_marker or _reports(path, self.version_marker)):
                 return path
         return None
 
@@ -61,12 +68,25 @@ NODE_EXPORTER = Binary(
 VICTORIA_METRICS = Binary(
     ("victoria-metrics", "victoria-metrics-prod"), "victoria-metrics", "victoriametrics"
 )
-LOKI = Binary(("loki",), "(none: the embedded Loki is used)", "loki")
-TEMPO = Binary(("tempo",), "(none: the embedded Tempo is used)", "tempo")
-PROMTAIL = Binary(("promtail",), "(none: the embedded log shipper is used)", "promtail")
+LOKI = Binary(("loki",), "(none: the embedded Loki is used)", "loki", "loki, version")
+TEMPO = Binary(("tempo",), "(none: the embedded Tempo is used)", "tempo", "tempo, version")
+PROMTAIL = Binary(
+    ("promtail",), "(none: the embedded log shipper is used)", "promtail", "promtail, version"
+)
 GRAFANA = Binary(
     ("grafana-server", "grafana"), "(none: dashboards are graded without Grafana)", "grafana"
 )
+
+
+@functools.lru_cache(maxsize=32)
+def _reports(path: str, marker: str) -> bool:
+    try:
+        completed = subprocess.run(
+            [path, "-version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return marker in completed.stdout + completed.stderr
 
 
 def find(binary: Binary) -> str | None:

@@ -15,14 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 
 from lab_stack import binaries
 from lab_stack.binaries import Binary
 
-__all__ = ["SPECS", "ComponentSpec", "Placement", "PortSpec", "component_names", "render_yaml"]
+__all__ = [
+    "SPECS",
+    "ComponentSpec",
+    "Placement",
+    "PortSpec",
+    "component_names",
+    "render_yaml",
+    "with_requirements",
+]
 
 
 class Placement(Protocol):
@@ -88,6 +96,11 @@ class ComponentSpec:
     urls: Mapping[str, str] = field(default_factory=dict)
     #: Only started when asked for, or when its binary exists (Grafana).
     optional: bool = False
+    #: Components this one cannot run without (started with it).
+    requires: tuple[str, ...] = ()
+    #: The real server's binary, preferred over ``module`` (the embedded stand-in) when installed.
+    real: Binary | None = None
+    real_command: Command | None = None
     #: A path inside the container's image for the config folder (docker backend).
     container_config_dir: str = "/etc/lab"
     container_data_dir: str = "/var/lib/lab"
@@ -216,6 +229,73 @@ def shipper_config(placement: Placement) -> dict[str, object]:
                 ],
             }
         ],
+    }
+
+
+def loki_config(view: Placement) -> dict[str, Any]:
+    """A single-process Loki 2.9 config: filesystem storage, TSDB v13, structured metadata on."""
+    data = view.data_dir("loki")
+    return {
+        "auth_enabled": False,
+        "server": {
+            "http_listen_address": view.listen_host,
+            "http_listen_port": view.port("loki", "http"),
+            "grpc_listen_port": 9096,
+        },
+        "common": {
+            "instance_addr": "127.0.0.1",
+            "path_prefix": data,
+            "storage": {
+                "filesystem": {
+                    "chunks_directory": f"{data}/chunks",
+                    "rules_directory": f"{data}/rules",
+                }
+            },
+            "replication_factor": 1,
+            "ring": {"kvstore": {"store": "inmemory"}},
+        },
+        "schema_config": {
+            "configs": [
+                {
+                    "from": "2024-01-01",
+                    "store": "tsdb",
+                    "object_store": "filesystem",
+                    "schema": "v13",
+                    "index": {"prefix": "index_", "period": "24h"},
+                }
+            ]
+        },
+        "limits_config": {"allow_structured_metadata": True, "reject_old_samples": False},
+        "analytics": {"reporting_enabled": False},
+    }
+
+
+def tempo_config(view: Placement) -> dict[str, Any]:
+    """A single-process Tempo 2.3 config: OTLP gRPC and HTTP receivers, local storage."""
+    data = view.data_dir("tempo")
+    host = view.listen_host
+    return {
+        "server": {"http_listen_address": host, "http_listen_port": view.port("tempo", "http")},
+        "distributor": {
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": f"{host}:{view.port('tempo', 'otlp_grpc')}"},
+                        "http": {"endpoint": f"{host}:{view.port('tempo', 'otlp_http')}"},
+                    }
+                }
+            }
+        },
+        "ingester": {"max_block_duration": "5m"},
+        "compactor": {"compaction": {"block_retention": "24h"}},
+        "storage": {
+            "trace": {
+                "backend": "local",
+                "wal": {"path": f"{data}/wal"},
+                "local": {"path": f"{data}/blocks"},
+            }
+        },
+        "usage_report": {"reporting_enabled": False},
     }
 
 
@@ -391,8 +471,11 @@ SPECS: dict[str, ComponentSpec] = {
             ready_path="/ready",
             command=_loki_command,
             module="lab_stack.embedded.loki",
+            real=binaries.LOKI,
+            real_command=lambda p: [f"-config.file={p.config_dir('loki')}/loki.yml"],
             image="grafana/loki:2.9.3",
             local_image="localhost/lab/embedded:latest",
+            configs=lambda p: {"loki.yml": render_yaml(loki_config(p))},
             urls={"loki": "http"},
         ),
         ComponentSpec(
@@ -406,8 +489,11 @@ SPECS: dict[str, ComponentSpec] = {
             ready_path="/ready",
             command=_tempo_command,
             module="lab_stack.embedded.tempo",
+            real=binaries.TEMPO,
+            real_command=lambda p: [f"-config.file={p.config_dir('tempo')}/tempo.yml"],
             image="grafana/tempo:2.3.1",
             local_image="localhost/lab/embedded:latest",
+            configs=lambda p: {"tempo.yml": render_yaml(tempo_config(p))},
             urls={"tempo": "http", "tempo_otlp_grpc": "otlp_grpc", "tempo_otlp_http": "otlp_http"},
         ),
         ComponentSpec(
@@ -417,6 +503,9 @@ SPECS: dict[str, ComponentSpec] = {
             ready_path="/ready",
             command=_shipper_command,
             module="lab_stack.embedded.shipper",
+            requires=("loki",),
+            real=binaries.PROMTAIL,
+            real_command=lambda p: [f"-config.file={p.config_dir('shipper')}/shipper.yml"],
             image="grafana/promtail:2.9.3",
             local_image="localhost/lab/embedded:latest",
             configs=lambda p: {"shipper.yml": render_yaml(shipper_config(p))},
@@ -458,6 +547,18 @@ SPECS: dict[str, ComponentSpec] = {
         ),
     )
 }
+
+
+def with_requirements(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` plus every component they require, in the catalogue's start order."""
+    wanted = set(names)
+    pending = list(names)
+    while pending:
+        for required in SPECS[pending.pop()].requires:
+            if required not in wanted:
+                wanted.add(required)
+                pending.append(required)
+    return tuple(n for n in SPECS if n in wanted)
 
 
 def component_names(*, include_optional: bool = False) -> tuple[str, ...]:

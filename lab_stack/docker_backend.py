@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lab_stack.components import SPECS, ComponentSpec, render_yaml
+from lab_stack.components import SPECS, ComponentSpec, render_yaml, with_requirements
 from lab_stack.errors import EngineUnavailable, LabError, StartupError
 from lab_stack.readiness import ReadyCheck, wait_ready
 from lab_stack.settings import HOST, Settings
@@ -140,73 +140,6 @@ class ContainerPlan:
 # --- configs of the real servers (upstream images) -------------------------------------------
 
 
-def loki_config(view: DockerPlacement) -> dict[str, Any]:
-    """A single-process Loki 2.9 config: filesystem storage, TSDB v13, structured metadata on."""
-    data = view.data_dir("loki")
-    return {
-        "auth_enabled": False,
-        "server": {
-            "http_listen_address": view.listen_host,
-            "http_listen_port": view.port("loki", "http"),
-            "grpc_listen_port": 9096,
-        },
-        "common": {
-            "instance_addr": "127.0.0.1",
-            "path_prefix": data,
-            "storage": {
-                "filesystem": {
-                    "chunks_directory": f"{data}/chunks",
-                    "rules_directory": f"{data}/rules",
-                }
-            },
-            "replication_factor": 1,
-            "ring": {"kvstore": {"store": "inmemory"}},
-        },
-        "schema_config": {
-            "configs": [
-                {
-                    "from": "2024-01-01",
-                    "store": "tsdb",
-                    "object_store": "filesystem",
-                    "schema": "v13",
-                    "index": {"prefix": "index_", "period": "24h"},
-                }
-            ]
-        },
-        "limits_config": {"allow_structured_metadata": True, "reject_old_samples": False},
-        "analytics": {"reporting_enabled": False},
-    }
-
-
-def tempo_config(view: DockerPlacement) -> dict[str, Any]:
-    """A single-process Tempo 2.3 config: OTLP gRPC and HTTP receivers, local storage."""
-    data = view.data_dir("tempo")
-    host = view.listen_host
-    return {
-        "server": {"http_listen_address": host, "http_listen_port": view.port("tempo", "http")},
-        "distributor": {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"{host}:{view.port('tempo', 'otlp_grpc')}"},
-                        "http": {"endpoint": f"{host}:{view.port('tempo', 'otlp_http')}"},
-                    }
-                }
-            }
-        },
-        "ingester": {"max_block_duration": "5m"},
-        "compactor": {"compaction": {"block_retention": "24h"}},
-        "storage": {
-            "trace": {
-                "backend": "local",
-                "wal": {"path": f"{data}/wal"},
-                "local": {"path": f"{data}/blocks"},
-            }
-        },
-        "usage_report": {"reporting_enabled": False},
-    }
-
-
 def grafana_datasources(view: DockerPlacement) -> dict[str, Any]:
     """Grafana provisioning: the stack's datasources with fixed uids, cross-linked."""
 
@@ -286,7 +219,6 @@ def container_plan(
             spec.image,
             ["/usr/bin/loki"],
             [f"-config.file={view.config_dir('loki')}/loki.yml"],
-            configs={"loki.yml": render_yaml(loki_config(view))},
         )
     if spec.name == "tempo" and upstream:
         return ContainerPlan(
@@ -294,7 +226,6 @@ def container_plan(
             spec.image,
             ["/tempo"],
             [f"-config.file={view.config_dir('tempo')}/tempo.yml"],
-            configs={"tempo.yml": render_yaml(tempo_config(view))},
         )
     if spec.name == "shipper" and upstream:
         return ContainerPlan(
@@ -446,7 +377,7 @@ def docker_up(
 
     client = _client(settings)
     images = resolve_images(settings, client)
-    names = tuple(components) if components else _default_components()
+    names = with_requirements(tuple(components)) if components else _default_components()
     sid = stack_id(settings)
     runner = DockerRunner(settings)
     with _locked(settings.home):

@@ -70,6 +70,9 @@ class NativeBackend:
 
     def command(self, spec: ComponentSpec, placement: NativePlacement) -> list[str]:
         """The full argv of ``spec`` (binary or ``python -m``)."""
+        real = spec.real.find() if spec.real is not None else None
+        if real is not None and spec.real_command is not None:
+            return [real, *spec.real_command(placement)]
         args = spec.command(placement)
         if spec.module:
             return [sys.executable, "-m", spec.module, *args]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 
 from lab_stack.settings import HOST
 
 __all__ = ["choose_port", "free_port", "port_is_free"]
+
+_random = random.SystemRandom()
 
 
 def port_is_free(port: int, *, host: str = HOST) -> bool:
@@ -23,9 +27,27 @@ def port_is_free(port: int, *, host: str = HOST) -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(*, host: str = HOST, avoid: Iterable[int] = ()) -> int:
-    """A port the OS says is free on ``host`` right now (not in ``avoid``)."""
+    """A port free on ``host`` right now (not in ``avoid``).
+
+    Chosen below the kernel's ephemeral range: a port from that range (what ``bind(0)`` gives) can
+    be handed to an outgoing connection between our check and the server's own bind.
+    """
     taken = set(avoid)
+    low, _ = _ephemeral_range()
+    if low > 12000:
+        for _ in range(200):
+            port = _random.randrange(10000, low)
+            if port not in taken and port_is_free(port, host=host):
+                return port
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))

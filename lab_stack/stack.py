@@ -36,6 +36,7 @@ from lab_stack.components import (
     component_names,
     prometheus_config,
     render_yaml,
+    with_requirements,
 )
 from lab_stack.errors import ConfigError, LabError, NotRunning, StartupError
 from lab_stack.native import NativeBackend, NativePlacement
@@ -544,10 +545,10 @@ def up(
         return docker_up(
             settings=settings, components=components, free_ports=free_ports, on_event=on_event
         )
-    names = tuple(components) if components else _default_components()
-    unknown = [n for n in names if n not in SPECS]
+    unknown = [n for n in components or () if n not in SPECS]
     if unknown:
         raise ConfigError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(SPECS)}.")
+    names = with_requirements(tuple(components)) if components else _default_components()
     backend = NativeBackend(settings)
     with _locked(settings.home):
         state = load_state(settings.state_file) or StackState(

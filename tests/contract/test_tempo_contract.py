@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -33,92 +29,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 T = TypeVar("T")
 MS = 1_000_000
 TIMEOUT = float(os.environ.get("LAB_CONTRACT_TIMEOUT", "30"))
-
-
-# -- fixtures: the URLs under test ---------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def _tempo_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
-    """(HTTP API URL, OTLP/HTTP base URL, OTLP/gRPC host:port) of the Tempo under test."""
-    names = (
-        "LAB_CONTRACT_TEMPO_URL",
-        "LAB_CONTRACT_TEMPO_OTLP_HTTP",
-        "LAB_CONTRACT_TEMPO_OTLP_GRPC",
-    )
-    given = [os.environ.get(n, "") for n in names]
-    if any(given):
-        if not all(given):
-            raise pytest.UsageError(f"set all of {', '.join(names)} or none of them")
-        yield given[0].rstrip("/"), given[1].rstrip("/"), given[2]
-        return
-    ports = [_free_port() for _ in range(3)]
-    data = tmp_path_factory.mktemp("contract-tempo")
-    log = open(data / "tempo.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab_stack.embedded.tempo",
-            "--http-port",
-            str(ports[0]),
-            "--otlp-http-port",
-            str(ports[1]),
-            "--otlp-grpc-port",
-            str(ports[2]),
-            "--data-dir",
-            str(data / "data"),
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        url = f"http://127.0.0.1:{ports[0]}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(
-                    f"Tempo did not start: {(data / 'tempo.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.05)
-        yield url, f"http://127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[2]}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def tempo_url(_tempo_endpoints: tuple[str, str, str]) -> str:
-    """Tempo's HTTP API, e.g. ``http://127.0.0.1:3200``."""
-    return _tempo_endpoints[0]
-
-
-@pytest.fixture(scope="module")
-def tempo_otlp_http_url(_tempo_endpoints: tuple[str, str, str]) -> str:
-    """OTLP/HTTP base URL, e.g. ``http://127.0.0.1:4318`` (``/v1/traces`` is appended)."""
-    return _tempo_endpoints[1]
-
-
-@pytest.fixture(scope="module")
-def tempo_otlp_grpc_endpoint(_tempo_endpoints: tuple[str, str, str]) -> str:
-    """OTLP/gRPC ``host:port``, e.g. ``127.0.0.1:4317``."""
-    return _tempo_endpoints[2]
 
 
 # -- helpers ---------------------------------------------------------------------------------------

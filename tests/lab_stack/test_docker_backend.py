@@ -32,7 +32,9 @@ from tests.lab_stack.helpers import eventually, is_loopback, listening_addresses
 
 
 def _placement() -> DockerPlacement:
-    return DockerPlacement({n: {p.name: 40000 + i for i, p in enumerate(s.ports)} for n, s in SPECS.items()})
+    return DockerPlacement(
+        {n: {p.name: 40000 + i for i, p in enumerate(s.ports)} for n, s in SPECS.items()}
+    )
 
 
 def test_upstream_plans_use_the_modules_pinned_images() -> None:
@@ -51,7 +53,9 @@ def test_local_plans_use_images_built_here() -> None:
     for name in SPECS:
         if name == "grafana":
             continue
-        assert container_plan(SPECS[name], _placement(), images="local").image.startswith("localhost/lab/")
+        assert container_plan(SPECS[name], _placement(), images="local").image.startswith(
+            "localhost/lab/"
+        )
 
 
 def test_containers_reach_each_other_by_alias_and_prometheus_shares_the_hosts_loopback() -> None:
@@ -66,16 +70,23 @@ def test_containers_reach_each_other_by_alias_and_prometheus_shares_the_hosts_lo
     assert "http://loki:3100/" in str(shipper_config(placement.view_from("shipper")))
     prom = container_plan(SPECS["prometheus"], placement, images="local")
     assert prom.host_network
-    assert f"--web.listen-address=127.0.0.1:{placement.host_ports['prometheus']['http']}" in prom.command
+    assert (
+        f"--web.listen-address=127.0.0.1:{placement.host_ports['prometheus']['http']}"
+        in prom.command
+    )
 
 
 def test_committed_compose_file_is_up_to_date() -> None:
     """lab_stack/compose/ is what the specs render; regenerate with `python -m lab_stack.docker_backend`."""
     rendered = render_compose()
     on_disk = {
-        str(p.relative_to(COMPOSE_DIR)): p.read_text() for p in COMPOSE_DIR.rglob("*") if p.is_file()
+        str(p.relative_to(COMPOSE_DIR)): p.read_text()
+        for p in COMPOSE_DIR.rglob("*")
+        if p.is_file()
     }
-    assert rendered == on_disk, "stale: run `python -m lab_stack.docker_backend` and commit lab_stack/compose/"
+    assert rendered == on_disk, (
+        "stale: run `python -m lab_stack.docker_backend` and commit lab_stack/compose/"
+    )
     compose = rendered["docker-compose.yml"]
     for name, spec in SPECS.items():
         if name != "prometheus" and name != "grafana":
@@ -119,7 +130,11 @@ def test_containers_resolve_each_other_by_alias(docker_stack: lab_stack.Stack) -
     client = _client(docker_stack.settings)
     loki = client.containers.get(docker_stack.state.components["loki"].container)
     code, output = loki.exec_run(
-        ["python", "-c", "import socket; print(socket.gethostbyname('sinks'), socket.gethostbyname('alertmanager'))"]
+        [
+            "python",
+            "-c",
+            "import socket; print(socket.gethostbyname('sinks'), socket.gethostbyname('alertmanager'))",
+        ]
     )
     assert code == 0, output
     assert len(output.decode().split()) == 2
@@ -164,7 +179,9 @@ def test_no_container_port_is_published_beyond_loopback(docker_stack: lab_stack.
 
 
 @pytest.mark.slow
-def test_docker_up_is_idempotent_restarts_a_killed_container_and_down_leaves_nothing(tmp_path: Path) -> None:
+def test_docker_up_is_idempotent_restarts_a_killed_container_and_down_leaves_nothing(
+    tmp_path: Path,
+) -> None:
     """up twice keeps the containers; a killed one is restarted with its data; down removes all."""
     settings = Settings.from_env().with_(home=tmp_path / "lab", backend="docker")
     from tests.conftest_helpers import docker_reason
@@ -173,25 +190,32 @@ def test_docker_up_is_idempotent_restarts_a_killed_container_and_down_leaves_not
     if reason:
         pytest.skip(f"needs a container engine: {reason}")
     try:
-        first = lab_stack.up(settings=settings, components=["prometheus", "node_exporter"], free_ports=True)
+        first = lab_stack.up(
+            settings=settings, components=["prometheus", "node_exporter"], free_ports=True
+        )
         ids = {n: c.container for n, c in first.state.components.items()}
-        again = lab_stack.up(settings=settings, components=["prometheus", "node_exporter"], free_ports=True)
+        again = lab_stack.up(
+            settings=settings, components=["prometheus", "node_exporter"], free_ports=True
+        )
         assert {n: c.container for n, c in again.state.components.items()} == ids
         url = first.url("prometheus")
         eventually(
-            lambda: httpx.get(f"{url}/api/v1/query", params={"query": "count_over_time(up[1m]) > 3"}).json()[
-                "data"
-            ]["result"],
+            lambda: httpx.get(
+                f"{url}/api/v1/query", params={"query": "count_over_time(up[1m]) > 3"}
+            ).json()["data"]["result"],
             what="a few scrapes",
         )
         before = time.time()
         client = _client(settings)
         client.containers.get(ids["prometheus"]).kill(signal="SIGKILL")
-        restarted = lab_stack.up(settings=settings, components=["prometheus", "node_exporter"], free_ports=True)
+        restarted = lab_stack.up(
+            settings=settings, components=["prometheus", "node_exporter"], free_ports=True
+        )
         assert restarted.state.components["prometheus"].container != ids["prometheus"]
         assert restarted.url("prometheus") == url
         result = httpx.get(
-            f"{url}/api/v1/query", params={"query": 'count_over_time(up{job="node"}[5m])', "time": before}
+            f"{url}/api/v1/query",
+            params={"query": 'count_over_time(up{job="node"}[5m])', "time": before},
         ).json()["data"]["result"]
         assert result and float(result[0]["value"][1]) >= 3, result
     finally:
