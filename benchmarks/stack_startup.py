@@ -13,6 +13,7 @@ Usage: python benchmarks/stack_startup.py [--rounds N] [--build]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -49,10 +50,8 @@ def group_rss(pid: int) -> int:
         return 0
     total = 0
     for p in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 

@@ -131,13 +131,14 @@ def _libraries(path: str) -> list[str]:
 
 
 def _build_context(
-    context: Path, image: str, inputs: str, dockerfile: str, *, network: str
+    context: Path, image: str, inputs: str, dockerfile: str, *, network: str, no_cache: bool = False
 ) -> None:
     (context / "Dockerfile").write_text(dockerfile)
     _run(
         [
             _podman(),
             "build",
+            *(["--no-cache"] if no_cache else []),
             f"--network={network}",
             "--label",
             f"{INPUTS_LABEL}={inputs}",
