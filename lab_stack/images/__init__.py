@@ -272,4 +272,10 @@ def build_all(
     results.append(build_base_image(settings, force=force))
     progress(f"building {EMBEDDED_IMAGE}")
     results.append(build_embedded_image(force=force))
+    if any(r.built for r in results):
+        # A rebuilt tag leaves its previous image dangling; remove ours, nobody else's.
+        _run(
+            [_podman(), "image", "prune", "-f", "--filter", f"label={INPUTS_LABEL}"],
+            what="pruning replaced images",
+        )
     return results

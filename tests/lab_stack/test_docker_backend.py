@@ -254,3 +254,19 @@ def test_leftovers_of_a_killed_engine_are_cleaned_on_the_next_up(tmp_path: Path)
     finally:
         engine.up()
         lab_stack.down(settings=settings)
+
+
+@pytest.mark.slow
+def test_embedded_image_build_without_network_says_so(docker_settings: Settings) -> None:
+    """The embedded image's pip step with no network fails naming the registries; the image stays."""
+    from lab_stack.images import BASE_IMAGE, EMBEDDED_IMAGE, build_embedded_image
+
+    client = _client(docker_settings)
+    try:
+        client.images.get(BASE_IMAGE)
+        before = client.images.get(EMBEDDED_IMAGE).id
+    except Exception as exc:  # docker.errors.ImageNotFound
+        pytest.skip(f"needs the local images (`lab images build`): {exc}")
+    with pytest.raises(BackendError, match=r"(?s)could not reach the package registries.*Hint:"):
+        build_embedded_image(force=True, network="none", no_cache=True)
+    assert client.images.get(EMBEDDED_IMAGE).id == before
