@@ -137,6 +137,52 @@ class Stack:
         """Every URL of the running stack by name."""
         return self.state.urls()
 
+    def address(self, component: str, port: str = "http", *, seen_from: str | None = None) -> str:
+        """``host:port`` of ``component``'s ``port`` as ``seen_from`` reaches it (None: the host).
+
+        For the native backend every address is on 127.0.0.1; for the docker backend a container
+        reaches another by its network alias (``sinks:9097``). Configs that the stack runs for the
+        student (an ``alertmanager.yml`` naming the sinks, say) need the address from the
+        component's side.
+        """
+        if component not in self.state.components:
+            raise NotRunning(
+                f"the stack has no component {component!r}. Hint: `lab status` lists the components."
+            )
+        placement = self._placement()
+        if seen_from is None:
+            return f"{HOST}:{self.state.components[component].ports[port]}"
+        return placement.view_from(seen_from).peer(component, port)
+
+    def placeholders(self, *, seen_from: str | None = None) -> dict[str, str]:
+        """``${NAME_ADDRESS}`` and ``${NAME_URL}`` for every component (``${SINKS_SMTP_ADDRESS}``
+        for other ports), as ``seen_from`` reaches them; ``${SMTP_SMARTHOST}`` names the SMTP sink.
+
+        A student's config file can name the lab's components through these, whatever ports and
+        backend the stack runs on; :meth:`fill_placeholders` replaces them.
+        """
+        values: dict[str, str] = {}
+        for name in self.state.components:
+            spec = SPECS[name]
+            for port in spec.ports:
+                address = self.address(name, port.name, seen_from=seen_from)
+                key = name.upper() if port == spec.main_port else f"{name}_{port.name}".upper()
+                values[f"${{{key}_ADDRESS}}"] = address
+                if port.scheme == "http":
+                    values[f"${{{key}_URL}}"] = f"http://{address}"
+            if name == "sinks":
+                values["${SMTP_SMARTHOST}"] = self.address(name, "smtp", seen_from=seen_from)
+        return values
+
+    def fill_placeholders(self, text: str, *, seen_from: str | None = None) -> str:
+        """``text`` with every :meth:`placeholders` name replaced by its value."""
+        # Longest names first, so ${SINKS_SMTP_ADDRESS} is not cut short by ${SINKS_...}.
+        for key, value in sorted(
+            self.placeholders(seen_from=seen_from).items(), key=lambda kv: -len(kv[0])
+        ):
+            text = text.replace(key, value)
+        return text
+
     @property
     def components(self) -> tuple[str, ...]:
         return tuple(self.state.components)
