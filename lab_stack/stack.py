@@ -314,8 +314,9 @@ class Stack:
     def apply_prometheus_config(self, path: str | Path) -> None:
         """Check ``path`` with promtool, then make it the running Prometheus's configuration.
 
-        Relative ``rule_files`` and ``file_sd_configs`` paths are resolved against ``path``'s folder.
-        On any rejection the running configuration stays as it was.
+        Relative ``rule_files`` and ``file_sd_configs`` paths are resolved against ``path``'s folder;
+        :meth:`placeholders` such as ``${NODE_EXPORTER_ADDRESS}`` are filled in as Prometheus sees
+        the components. On any rejection the running configuration stays as it was.
 
         Raises:
             PromtoolError: promtool refused the file (the message carries promtool's output).
@@ -326,12 +327,13 @@ class Stack:
             raise ConfigError(
                 f"{source} does not exist. Hint: check the path of your prometheus.yml."
             )
-        promtool.check_config(source)
-        text = _absolutise_prometheus_paths(
-            source,
-            host_dir=self.prometheus_config_path.parent,
-            seen_dir=self._placement().view_from("prometheus").config_dir("prometheus"),
-        )
+        with self._filled(source, seen_from="prometheus") as filled:
+            promtool.check_config(filled)
+            text = _absolutise_prometheus_paths(
+                filled,
+                host_dir=self.prometheus_config_path.parent,
+                seen_dir=self._placement().view_from("prometheus").config_dir("prometheus"),
+            )
         self._replace_and_reload("prometheus", self.prometheus_config_path, text)
 
     def apply_rules(self, paths: Sequence[str | Path], *, replace: bool = False) -> list[Path]:
@@ -383,14 +385,38 @@ class Stack:
         self.reload("prometheus")
 
     def apply_alertmanager_config(self, path: str | Path) -> None:
-        """Check ``path`` with amtool, then make it the running Alertmanager's configuration."""
+        """Check ``path`` with amtool, then make it the running Alertmanager's configuration.
+
+        :meth:`placeholders` such as ``${SINKS_URL}`` and ``${SMTP_SMARTHOST}`` are filled in as
+        Alertmanager sees the notification sinks.
+        """
         source = Path(path).resolve()
         if not source.is_file():
             raise ConfigError(
                 f"{source} does not exist. Hint: check the path of your alertmanager.yml."
             )
-        promtool.check_alertmanager_config(source)
-        self._replace_and_reload("alertmanager", self.alertmanager_config_path, source.read_text())
+        with self._filled(source, seen_from="alertmanager") as filled:
+            promtool.check_alertmanager_config(filled)
+            text = filled.read_text()
+        self._replace_and_reload("alertmanager", self.alertmanager_config_path, text)
+
+    @contextlib.contextmanager
+    def _filled(self, source: Path, *, seen_from: str) -> Iterator[Path]:
+        """``source`` with placeholders filled, as a file beside it (relative paths keep working)."""
+        text = source.read_text()
+        filled = self.fill_placeholders(text, seen_from=seen_from)
+        if filled == text:
+            yield source
+            return
+        fd, name = tempfile.mkstemp(
+            dir=source.parent, prefix=f".{source.stem}-filled-", suffix=source.suffix
+        )
+        with os.fdopen(fd, "w") as handle:
+            handle.write(filled)
+        try:
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def _replace_and_reload(self, component: str, target: Path, text: str) -> None:
         previous = target.read_text() if target.exists() else None

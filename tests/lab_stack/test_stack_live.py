@@ -233,3 +233,40 @@ def test_good_prometheus_config_is_applied(any_stack: lab_stack.Stack, tmp_path:
         stack.reset_config("prometheus")
     running = httpx.get(f"{stack.url('prometheus')}/api/v1/status/config").json()["data"]["yaml"]
     assert "lab-targets" in running
+
+
+def test_alertmanager_config_with_placeholders_reaches_the_sinks(
+    any_stack: lab_stack.Stack, tmp_path: Path
+) -> None:
+    """${SINKS_URL} in a student's alertmanager.yml is filled as Alertmanager sees the sinks."""
+    stack = any_stack
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(
+        textwrap.dedent("""
+        route: {receiver: team, group_wait: 1s, group_interval: 1s}
+        receivers:
+          - name: team
+            webhook_configs: [{url: "${SINKS_URL}/webhook/placeholder-team", send_resolved: true}]
+    """)
+    )
+    stack.apply_alertmanager_config(config)
+    try:
+        running = httpx.get(f"{stack.url('alertmanager')}/api/v2/status").json()["config"][
+            "original"
+        ]
+        assert "${SINKS_URL}" not in running
+        assert stack.placeholders(seen_from="alertmanager")["${SINKS_URL}"] in running
+        name = f"Placeholder{uuid.uuid4().hex[:6]}"
+        httpx.post(
+            f"{stack.url('alertmanager')}/api/v2/alerts",
+            json=[{"labels": {"alertname": name}, "annotations": {}}],
+        ).raise_for_status()
+        eventually(
+            lambda: [
+                n for n in _notifications(stack, "placeholder-team") if name in str(n["payload"])
+            ],
+            timeout=20,
+            what="the alert at the sink through the filled URL",
+        )
+    finally:
+        stack.reset_config("alertmanager")
