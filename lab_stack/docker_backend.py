@@ -56,6 +56,8 @@ HOST_NETWORK = frozenset({"prometheus", "grafana"})
 CONFIG_ROOT = "/etc/lab"
 DATA_ROOT = "/var/lib/lab"
 SERVICE_LOGS = "/var/log/lab-services"
+#: The lab's own dashboards, provisioned into Grafana where it runs.
+GRAFANA_DASHBOARDS = Path(__file__).resolve().parent / "grafana" / "dashboards"
 #: Where the embedded image keeps its Python (see lab_stack/images/).
 EMBEDDED_PYTHON = "/opt/venv/bin/python"
 
@@ -247,8 +249,33 @@ def container_plan(
                 "GF_AUTH_ANONYMOUS_ENABLED": "true",
                 "GF_AUTH_ANONYMOUS_ORG_ROLE": "Admin",
                 "GF_ANALYTICS_REPORTING_ENABLED": "false",
+                # Provisioning files (exercise 01's among them) name the datasources' URLs so.
+                **{
+                    f"{peer.upper()}_URL": f"http://{view.peer(peer, 'http')}"
+                    for peer in ("prometheus", "loki", "tempo", "alertmanager")
+                    if view.has(peer)
+                },
+                "LAB_DASHBOARDS_DIR": f"{view.config_dir('grafana')}/dashboards",
             },
-            configs={"provisioning/datasources/lab.yml": render_yaml(grafana_datasources(view))},
+            configs={
+                "provisioning/datasources/lab.yml": render_yaml(grafana_datasources(view)),
+                "provisioning/dashboards/lab.yml": render_yaml(
+                    {
+                        "apiVersion": 1,
+                        "providers": [
+                            {
+                                "name": "lab",
+                                "type": "file",
+                                "options": {"path": f"{view.config_dir('grafana')}/dashboards"},
+                            }
+                        ],
+                    }
+                ),
+                **{
+                    f"dashboards/{board.name}": board.read_text()
+                    for board in sorted(GRAFANA_DASHBOARDS.glob("*.json"))
+                },
+            },
             host_network=True,
         )
     if spec.module:

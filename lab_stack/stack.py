@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from lab_stack import promtool
+from lab_stack import placeholders, promtool
 from lab_stack.components import (
     SPECS,
     ComponentSpec,
@@ -154,34 +154,36 @@ class Stack:
             return f"{HOST}:{self.state.components[component].ports[port]}"
         return placement.view_from(seen_from).peer(component, port)
 
-    def placeholders(self, *, seen_from: str | None = None) -> dict[str, str]:
-        """``${NAME_ADDRESS}`` and ``${NAME_URL}`` for every component (``${SINKS_SMTP_ADDRESS}``
-        for other ports), as ``seen_from`` reaches them; ``${SMTP_SMARTHOST}`` names the SMTP sink.
-
-        A student's config file can name the lab's components through these, whatever ports and
-        backend the stack runs on; :meth:`fill_placeholders` replaces them.
+    def placeholders(
+        self, *, seen_from: str | None = None, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Values of the ``${NAME_ADDR}``/``${NAME_URL}`` placeholders (:mod:`lab_stack.placeholders`)
+        as ``seen_from`` reaches each component (None: the host); ``extra`` adds your own services.
         """
         values: dict[str, str] = {}
         for name in self.state.components:
             spec = SPECS[name]
             for port in spec.ports:
                 address = self.address(name, port.name, seen_from=seen_from)
-                key = name.upper() if port == spec.main_port else f"{name}_{port.name}".upper()
-                values[f"${{{key}_ADDRESS}}"] = address
-                if port.scheme == "http":
-                    values[f"${{{key}_URL}}"] = f"http://{address}"
+                key = name if port == spec.main_port else f"{name}_{port.name}"
+                values.update(placeholders.names_for(key, f"{port.scheme or 'tcp'}://{address}"))
             if name == "sinks":
-                values["${SMTP_SMARTHOST}"] = self.address(name, "smtp", seen_from=seen_from)
+                values["SMTP_SMARTHOST"] = self.address(name, "smtp", seen_from=seen_from)
+        for name, url in (extra or {}).items():
+            values.update(placeholders.names_for(name, url))
         return values
 
-    def fill_placeholders(self, text: str, *, seen_from: str | None = None) -> str:
-        """``text`` with every :meth:`placeholders` name replaced by its value."""
-        # Longest names first, so ${SINKS_SMTP_ADDRESS} is not cut short by ${SINKS_...}.
-        for key, value in sorted(
-            self.placeholders(seen_from=seen_from).items(), key=lambda kv: -len(kv[0])
-        ):
-            text = text.replace(key, value)
-        return text
+    def fill_placeholders(
+        self,
+        text: str,
+        *,
+        seen_from: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        source: str = "the file",
+    ) -> str:
+        """``text`` with its placeholders filled as ``seen_from`` sees the components."""
+        values = self.placeholders(seen_from=seen_from, extra=extra)
+        return placeholders.fill(text, values, source=source)
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -311,12 +313,16 @@ class Stack:
         return data if isinstance(data, list) else []
 
     # --- configuration changes ----------------------------------------------------------
-    def apply_prometheus_config(self, path: str | Path) -> None:
+    def apply_prometheus_config(
+        self, path: str | Path, *, extra: Mapping[str, str] | None = None
+    ) -> None:
         """Check ``path`` with promtool, then make it the running Prometheus's configuration.
 
         Relative ``rule_files`` and ``file_sd_configs`` paths are resolved against ``path``'s folder;
-        :meth:`placeholders` such as ``${NODE_EXPORTER_ADDRESS}`` are filled in as Prometheus sees
-        the components. On any rejection the running configuration stays as it was.
+        :meth:`placeholders` such as ``${NODE_EXPORTER_ADDR}`` are filled in as Prometheus sees the
+        components (``extra`` names your own services: ``{"ML_SERVICE": url}``). The lab's
+        ``lab-targets`` file_sd job is added when the file lacks it, so :meth:`register_target`
+        keeps working. On any rejection the running configuration stays as it was.
 
         Raises:
             PromtoolError: promtool refused the file (the message carries promtool's output).
@@ -327,7 +333,7 @@ class Stack:
             raise ConfigError(
                 f"{source} does not exist. Hint: check the path of your prometheus.yml."
             )
-        with self._filled(source, seen_from="prometheus") as filled:
+        with self._filled(source, seen_from="prometheus", extra=extra) as filled:
             promtool.check_config(filled)
             text = _absolutise_prometheus_paths(
                 filled,
@@ -384,27 +390,31 @@ class Stack:
                 file.unlink()
         self.reload("prometheus")
 
-    def apply_alertmanager_config(self, path: str | Path) -> None:
+    def apply_alertmanager_config(
+        self, path: str | Path, *, extra: Mapping[str, str] | None = None
+    ) -> None:
         """Check ``path`` with amtool, then make it the running Alertmanager's configuration.
 
         :meth:`placeholders` such as ``${SINKS_URL}`` and ``${SMTP_SMARTHOST}`` are filled in as
-        Alertmanager sees the notification sinks.
+        Alertmanager sees the notification sinks (``extra`` names your own services).
         """
         source = Path(path).resolve()
         if not source.is_file():
             raise ConfigError(
                 f"{source} does not exist. Hint: check the path of your alertmanager.yml."
             )
-        with self._filled(source, seen_from="alertmanager") as filled:
+        with self._filled(source, seen_from="alertmanager", extra=extra) as filled:
             promtool.check_alertmanager_config(filled)
             text = filled.read_text()
         self._replace_and_reload("alertmanager", self.alertmanager_config_path, text)
 
     @contextlib.contextmanager
-    def _filled(self, source: Path, *, seen_from: str) -> Iterator[Path]:
+    def _filled(
+        self, source: Path, *, seen_from: str, extra: Mapping[str, str] | None
+    ) -> Iterator[Path]:
         """``source`` with placeholders filled, as a file beside it (relative paths keep working)."""
         text = source.read_text()
-        filled = self.fill_placeholders(text, seen_from=seen_from)
+        filled = self.fill_placeholders(text, seen_from=seen_from, extra=extra, source=str(source))
         if filled == text:
             yield source
             return

@@ -255,7 +255,7 @@ def test_alertmanager_config_with_placeholders_reaches_the_sinks(
             "original"
         ]
         assert "${SINKS_URL}" not in running
-        assert stack.placeholders(seen_from="alertmanager")["${SINKS_URL}"] in running
+        assert stack.placeholders(seen_from="alertmanager")["SINKS_URL"] in running
         name = f"Placeholder{uuid.uuid4().hex[:6]}"
         httpx.post(
             f"{stack.url('alertmanager')}/api/v2/alerts",
