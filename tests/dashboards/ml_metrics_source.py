@@ -38,7 +38,7 @@ def main() -> None:
         buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
     )
     in_flight = Gauge(
-        "ml_predictions_in_flight", "Predictions being served.", labels, registry=registry
+        "ml_requests_in_flight", "Predictions being served.", labels, registry=registry
     )
     server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     sys.stdout.write(f"PORT {server.server_port}\n")
