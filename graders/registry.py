@@ -1,0 +1,175 @@
+"""The check registry: the one place that knows each exercise's checks, points and mutants.
+
+A grader module ``graders/test_exNN_<topic>.py`` declares ``EXERCISE = Exercise(...)`` and
+decorates each check (a pytest test taking the exercise's ``state`` fixture) with
+``@EXERCISE.check(points=..., title=..., hidden=...)``. Everything else — ``make grade``, the JSON
+report, the notebook's check cell, nbgrader's cell metadata — reads points from here.
+
+Example:
+    >>> ex = Exercise(number="99", folder="ex99_demo", notebook="demo.ipynb", title="Demo")
+    >>> @ex.check(points=2, title="Two is two")
+    ... def test_two(state: object) -> None:
+    ...     assert 1 + 1 == 2
+    >>> ex.checks["two"].points, ex.checks["two"].grade_id
+    (2.0, 'check_two')
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from graders.errors import UnknownExercise
+
+__all__ = ["Check", "Exercise", "Mutant", "exercise", "exercise_numbers"]
+
+_F = TypeVar("_F", bound=Callable[..., None])
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_MODULE_RE = re.compile(r"^test_ex(\d\d)_[a-z0-9_]+\.py$")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One graded check: a test function with points, a title and a public/hidden flag."""
+
+    exercise: str
+    name: str
+    title: str
+    points: float
+    hidden: bool
+    fn: Callable[[Any], None] = field(repr=False, compare=False)
+
+    @property
+    def grade_id(self) -> str:
+        """The nbgrader ``grade_id`` of the autograder cell that runs this check."""
+        return f"check_{self.name}"
+
+    @property
+    def test_name(self) -> str:
+        """The pytest test function's name."""
+        return self.fn.__name__
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A plausible wrong answer: text replacements applied to the solution notebook's code cells.
+
+    Attributes:
+        name: short id (``user_id_label``).
+        description: what the mistake is, in one line.
+        aims: the checks that must fail on it.
+        replace: ``(old, new)`` pairs; each ``old`` must occur exactly once in the code cells.
+    """
+
+    name: str
+    description: str
+    aims: tuple[str, ...]
+    replace: tuple[tuple[str, str], ...]
+
+
+StateFactory = Callable[[Any], Any]
+
+
+@dataclass
+class Exercise:
+    """An exercise's grading metadata, its checks (in declaration order) and its mutants.
+
+    Attributes:
+        number: two digits, ``"02"``.
+        folder: the nbgrader assignment folder (``ex02_metrics``) under solutions/ and notebooks/.
+        notebook: the notebook's file name inside the folder.
+        title: the exercise's title.
+        state: builds the lazily computed grading state from a :class:`graders.context.GradingContext`.
+        cell_timeout / total_timeout: seconds one cell / the whole notebook may run when graded.
+    """
+
+    number: str
+    folder: str
+    notebook: str
+    title: str
+    state: StateFactory | None = None
+    cell_timeout: float = 120.0
+    total_timeout: float = 300.0
+    checks: dict[str, Check] = field(default_factory=dict)
+    mutants: list[Mutant] = field(default_factory=list)
+
+    def check(self, *, points: float, title: str, hidden: bool = False) -> Callable[[_F], _F]:
+        """Register the decorated ``test_<name>`` function as a check; it stays a pytest test."""
+
+        def register(fn: _F) -> _F:
+            if not fn.__name__.startswith("test_"):
+                raise ValueError(
+                    f"check function {fn.__name__} must be named test_<name> for pytest"
+                )
+            name = fn.__name__.removeprefix("test_")
+            if name in self.checks:
+                raise ValueError(f"exercise {self.number} already has a check named {name!r}")
+            self.checks[name] = Check(self.number, name, title, float(points), hidden, fn)
+            return fn
+
+        return register
+
+    def mutant(
+        self, name: str, *, description: str, aims: Sequence[str], replace: Mapping[str, str]
+    ) -> Mutant:
+        """Declare a mutant of the solution (see :class:`Mutant`)."""
+        unknown = [a for a in aims if a not in self.checks]
+        if unknown:
+            raise ValueError(
+                f"mutant {name} aims at unknown checks {unknown}; declare checks first"
+            )
+        found = Mutant(name, description, tuple(aims), tuple(replace.items()))
+        self.mutants.append(found)
+        return found
+
+    @property
+    def total_points(self) -> float:
+        """Points of every check, hidden ones included."""
+        return sum(c.points for c in self.checks.values())
+
+    def public_checks(self) -> list[Check]:
+        """The checks a student may run before submitting."""
+        return [c for c in self.checks.values() if not c.hidden]
+
+    def solution_dir(self, root: Path) -> Path:
+        """``<root>/solutions/<folder>``."""
+        return root / "solutions" / self.folder
+
+    def release_dir(self, root: Path) -> Path:
+        """``<root>/notebooks/<folder>``."""
+        return root / "notebooks" / self.folder
+
+
+def _module_for(number: str) -> str:
+    for path in sorted(_PACKAGE_DIR.glob(f"test_ex{number}_*.py")):
+        if _MODULE_RE.match(path.name):
+            return f"graders.{path.stem}"
+    raise UnknownExercise(
+        f"no grader module graders/test_ex{number}_*.py for exercise {number!r}; known: "
+        f"{', '.join(exercise_numbers()) or 'none'}. Hint: pass the two-digit number, e.g. 02."
+    )
+
+
+def exercise_numbers() -> list[str]:
+    """The two-digit numbers of every exercise that has a grader module."""
+    return sorted(
+        {m.group(1) for p in _PACKAGE_DIR.glob("test_ex*.py") if (m := _MODULE_RE.match(p.name))}
+    )
+
+
+def exercise(key: str) -> Exercise:
+    """The :class:`Exercise` for ``"02"``, ``"2"`` or ``"ex02_metrics"`` (imports its grader module)."""
+    match = re.match(r"^(?:ex)?(\d{1,2})(?:_.*)?$", key.strip())
+    if match is None:
+        raise UnknownExercise(
+            f"{key!r} names no exercise. Hint: pass its number (02) or folder (ex02_metrics)."
+        )
+    module = importlib.import_module(_module_for(match.group(1).zfill(2)))
+    found = getattr(module, "EXERCISE", None)
+    if not isinstance(found, Exercise):
+        raise UnknownExercise(f"{module.__name__} defines no EXERCISE = Exercise(...).")
+    return found
