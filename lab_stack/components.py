@@ -313,6 +313,8 @@ def _prometheus_command(placement: Placement) -> list[str]:
         "--web.enable-lifecycle",
         "--web.enable-remote-write-receiver",
         "--rules.alert.resend-delay=1s",
+        # Exemplars link a latency bucket to the trace that landed in it (exercise 04).
+        "--enable-feature=exemplar-storage",
     ]
 
 
