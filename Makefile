@@ -9,7 +9,9 @@ KERNEL    := $(VENV)/share/jupyter/kernels/workbook/kernel.json
 APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter victoria-metrics \
              podman runc netavark aardvark-dns iptables debootstrap
 EX        ?= 02
-PYTEST_ARGS ?=
+# Most of the suite waits on real processes (scrapes, flushes, notebook kernels), so several
+# workers fit on two cores; tests sharing a resource stay on one worker (conftest.py).
+PYTEST_ARGS ?= -n 4 --dist loadgroup
 
 .PHONY: apt-check engine help setup lab up down status doctor grade test lint notebooks bench clean
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,13 +19,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from lab_stack.ports import free_port
+
 NS = 1_000_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_lines(n: int) -> list[str]:

@@ -85,6 +85,10 @@ class Exercise:
         title: the exercise's title.
         state: builds the lazily computed grading state from a :class:`graders.context.GradingContext`.
         cell_timeout / total_timeout: seconds one cell / the whole notebook may run when graded.
+        make_starter: turns the release folder (``notebooks/<folder>``, written by ``nbgrader
+            generate_assignment``) into the starter: blanks the solved files shipped next to the
+            notebook, which nbgrader does not touch. Called by :mod:`graders.release`; its return
+            value is ignored.
     """
 
     number: str
@@ -94,6 +98,7 @@ class Exercise:
     state: StateFactory | None = None
     cell_timeout: float = 120.0
     total_timeout: float = 300.0
+    make_starter: Callable[[Path], object] | None = None
     checks: dict[str, Check] = field(default_factory=dict)
     mutants: list[Mutant] = field(default_factory=list)
 

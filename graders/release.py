@@ -1,8 +1,9 @@
 """Generate the student release (notebooks/) from the nbgrader source (solutions/).
 
 ``python -m graders.release [FOLDER ...]`` (what ``make notebooks`` runs) calls
-``nbgrader generate_assignment`` in a scratch course so no gradebook lands in the repository, and
-copies the result into ``notebooks/``. :func:`stale_notebooks` tells whether ``notebooks/`` lags
+``nbgrader generate_assignment`` in a scratch course so no gradebook lands in the repository, runs
+the exercise's ``make_starter`` hook on the generated folder (nbgrader only clears notebooks; the
+hook blanks solved files shipped next to them), and copies the result into ``notebooks/``. :func:`stale_notebooks` tells whether ``notebooks/`` lags
 behind ``solutions/``.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import nbformat
 
-from graders.errors import GradingError
+from graders.errors import GradingError, UnknownExercise
+from graders.registry import exercise
 from lab_stack.settings import PROJECT_ROOT
 
 __all__ = ["generate", "source_folders", "stale_notebooks", "venv_env"]
@@ -68,7 +70,18 @@ def _generate_into(root: Path, folders: list[str], scratch: Path) -> Path:
                 f"{result.stdout[-2000:]}{result.stderr[-2000:]}\n"
                 "Hint: check the BEGIN/END SOLUTION markers and the nbgrader cell metadata."
             )
+        _make_starter(folder, scratch / "notebooks" / folder)
     return scratch / "notebooks"
+
+
+def _make_starter(folder: str, release: Path) -> None:
+    """Run the exercise's ``make_starter`` hook on its generated release folder, if it has one."""
+    try:
+        hook = exercise(folder).make_starter
+    except UnknownExercise:  # a folder without a grader module yet: nbgrader's output as is
+        return
+    if hook is not None:
+        hook(release)
 
 
 def generate(folders: list[str] | None = None, *, root: Path = PROJECT_ROOT) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lab_stack.settings import HOST
 
-__all__ = ["choose_port", "free_port", "port_is_free"]
+__all__ = ["choose_port", "free_port", "port_is_free", "use_range"]
 
 _random = random.SystemRandom()
 
@@ -35,6 +35,21 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+_range: tuple[int, int] | None = None
+
+
+def use_range(low: int, high: int) -> None:
+    """Pick free ports from ``[low, high)`` from now on in this process.
+
+    Parallel test workers each take their own range, so two stacks starting at the same moment
+    never choose the same port.
+    """
+    global _range
+    if not 1024 <= low < high <= 65536:
+        raise ValueError(f"bad port range {low}-{high}")
+    _range = (low, high)
+
+
 def free_port(*, host: str = HOST, avoid: Iterable[int] = ()) -> int:
     """A port free on ``host`` right now (not in ``avoid``).
 
@@ -42,10 +57,10 @@ def free_port(*, host: str = HOST, avoid: Iterable[int] = ()) -> int:
     be handed to an outgoing connection between our check and the server's own bind.
     """
     taken = set(avoid)
-    low, _ = _ephemeral_range()
-    if low > 12000:
+    low, high = _range or (10000, _ephemeral_range()[0])
+    if high - low > 100:
         for _ in range(200):
-            port = _random.randrange(10000, low)
+            port = _random.randrange(low, high)
             if port not in taken and port_is_free(port, host=host):
                 return port
     while True:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Self
 import requests
 import uvicorn
 
+from lab_stack import ports
 from ml_service.errors import ServerError
 from ml_service.features_app import FeatureControl
 from ml_service.features_app import create_app as create_feature_app
@@ -60,10 +61,12 @@ HOST = "127.0.0.1"
 
 
 def free_port(host: str = HOST) -> int:
-    """A TCP port that was free on ``host`` a moment ago (for child processes that need one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free on ``host`` a moment ago (for child processes that need one).
+
+    Taken below the kernel's ephemeral range (:func:`lab_stack.ports.free_port`), so an outgoing
+    connection cannot grab it before the child binds it.
+    """
+    return ports.free_port(host=host)
 
 
 def wait_ready(

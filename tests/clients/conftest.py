@@ -8,7 +8,6 @@ session fixture so that these tests need nothing but the binaries.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lab_stack.ports import free_port
+
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-
-
-def free_port() -> int:
-    """A port the OS reports free on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _serve(argv: list[str], url: str, ready_path: str, log: Path) -> Iterator[str]:
