@@ -20,7 +20,6 @@ from typing import Any
 
 from graders.context import GradingContext
 from graders.registry import exercise
-from graders.report import Report, run_checks
 
 __all__ = ["check", "nbcheck", "record_answers"]
 
@@ -41,6 +40,8 @@ def _fresh_state(key: str) -> Any:
 def check(key: str) -> None:
     """Run the exercise's public checks now and display the table of points and hints."""
     from rich.console import Console
+
+    from graders.report import Report, run_checks
 
     ex = exercise(key)
     state = _fresh_state(ex.number)
