@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ports.use_range(10000 + 2500 * index, 12500 + 2500 * index)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep what shares a session resource on one xdist worker (``--dist loadgroup``).
 

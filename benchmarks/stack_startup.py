@@ -37,7 +37,11 @@ def _settings(backend: str) -> Settings:
 def timed_up(backend: str, components: list[str] | None = None) -> tuple[float, Settings]:
     settings = _settings(backend)
     started = time.perf_counter()
-    lab_stack.up(settings=settings, components=components, free_ports=True)
+    try:
+        lab_stack.up(settings=settings, components=components, free_ports=True)
+    except BaseException:
+        lab_stack.down(settings=settings)  # leave nothing running behind a failed start
+        raise
     return time.perf_counter() - started, settings
 
 

@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'graders' has no attribute {name!r}")
 
+
 __all__ = [
     "Check",
     "CheckFailed",

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from graders import ex02_checks
 from graders.context import (
     GradingContext,
     owned_targets,
@@ -318,6 +319,7 @@ EXERCISE = Exercise(
     state=Ex02State,
     cell_timeout=120.0,
     total_timeout=240.0,
+    make_starter=ex02_checks.make_starter_files,
 )
 
 
@@ -490,6 +492,31 @@ def test_error_ratio_query(state: Ex02State) -> None:
         )
 
 
+@EXERCISE.check(points=2, title="The ML service dashboard shows data in every panel")
+def test_dashboard_shows_data(state: Ex02State) -> None:
+    """dashboards/ml_service.json validates and every panel returns data over the grader's traffic."""
+    instances = state.require_targets()
+    traffic = state.traffic
+    problems = ex02_checks.dashboard_problems(
+        state.ctx.workdir / ex02_checks.DASHBOARD_FILE,
+        stack=state.ctx.stack,
+        instances=instances,
+        start=traffic.evaluated_at - traffic.range_s,
+        end=traffic.evaluated_at,
+    )
+    if problems:
+        found, _, hint = problems[0].partition(" Hint: ")
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise _fail(
+            f"{ex02_checks.DASHBOARD_FILE}: a valid dashboard whose every panel shows data over "
+            "the grader's traffic (queries scoped to your replicas)",
+            found.rstrip(". ") + more,
+            hint
+            or "fill in every panel's expr in the Task 6 cell, run it and the preview cell, and "
+            "check that each panel of the preview has data.",
+        )
+
+
 @EXERCISE.check(points=1, title="In-flight gauge returns to zero", hidden=True)
 def test_in_flight_returns_to_zero(state: Ex02State) -> None:
     """After the traffic, ml_requests_in_flight is back to 0 on every replica."""
@@ -507,9 +534,12 @@ def test_in_flight_returns_to_zero(state: Ex02State) -> None:
 @EXERCISE.check(points=2, title="Label cardinality stays bounded", hidden=True)
 def test_cardinality_bounded(state: Ex02State) -> None:
     """No label of the ml_ metrics has more than 20 values (TSDB stats shown for context)."""
-    _ = state.traffic  # the grader's traffic uses many users: unbounded labels show now
+    traffic = state.traffic  # the grader's traffic uses many users: unbounded labels show now
+    # only this kernel's series scraped since the grader's traffic began (scope_query leaves a
+    # quoted __name__ alone, and other submissions graded on this stack keep their series)
+    selector = '{__name__=~"ml_.+",instance=~' + _instances_re(state.require_targets()) + "}"
     values: dict[str, set[str]] = {}
-    for series in state.series_labels('{__name__=~"ml_.+"}'):
+    for series in state.prom.series(selector, start=traffic.started - 1.0):
         for key, value in series.items():
             if key not in _STRUCTURAL:
                 values.setdefault(key, set()).add(value)
@@ -575,6 +605,14 @@ EXERCISE.mutant(
         "' / sum(rate(ml_predictions_total[$__range]))'": (
             "' / sum(rate(ml_predictions_total{status=\"success\"}[$__range]))'"
         )
+    },
+)
+EXERCISE.mutant(
+    "dashboard_missing_metric",
+    description="a dashboard panel queries ml_prediction_confidence_buckets, a metric that does not exist",
+    aims=["dashboard_shows_data"],
+    replace={
+        "(increase(ml_prediction_confidence_bucket{": "(increase(ml_prediction_confidence_buckets{"
     },
 )
 EXERCISE.mutant(

@@ -13,7 +13,7 @@ from lab_stack.settings import Settings
 __all__ = ["engine_answers", "resolve_backend"]
 
 
-def engine_answers(settings: Settings, *, timeout: float = 2.0) -> bool:
+def engine_answers(settings: Settings, *, timeout: float = 10.0) -> bool:
     """True when a Docker engine answers at ``DOCKER_HOST`` (or the default socket)."""
     try:
         import docker

@@ -298,15 +298,21 @@ def container_plan(
 # --- the engine ---------------------------------------------------------------------------
 
 
+def _client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments that point docker-py (and testcontainers) at the engine to use."""
+    from lab_stack.engine import activate
+
+    host = activate(settings)
+    return {"base_url": host} if host else {}
+
+
 def _client(settings: Settings) -> docker.DockerClient:
     import docker
     from docker.errors import DockerException
 
-    from lab_stack.engine import activate
-
-    host = activate(settings)
+    kwargs = _client_kwargs(settings)
     try:
-        client = docker.DockerClient(base_url=host) if host else docker.from_env()
+        client = docker.DockerClient(**kwargs) if kwargs else docker.from_env()
         client.ping()
     except DockerException as exc:
         raise EngineUnavailable(
@@ -441,12 +447,15 @@ def docker_up(
         network_name = state.network
         existing = client.networks.list(names=[network_name]) if network_name else []
         if not existing:
-            network = Network(docker_network_kw={"labels": {LABEL: sid}})
+            network = Network(
+                docker_client_kw=_client_kwargs(settings),
+                docker_network_kw={"labels": {LABEL: sid}},
+            )
             network.name = f"lab-{sid}"
             network.create()
             state.network = network.name
         else:
-            network = Network()
+            network = Network(docker_client_kw=_client_kwargs(settings))
             network.name = existing[0].name
         to_start = []
         for name in names:
@@ -513,7 +522,7 @@ def _container(
     data = settings.data_dir / plan.component
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o777)  # upstream images run as unprivileged users (nobody, 10001, ...)
-    container = factory(plan.image)
+    container = factory(plan.image, docker_client_kw=_client_kwargs(settings))
     if plan.command:
         container.with_command(plan.command)
     for key, value in plan.environment.items():

@@ -4,9 +4,9 @@
 project's own ``containers.conf`` (never the system's); the docker backend then talks to it. With a
 real Docker engine present (``DOCKER_HOST`` or the default socket answers) none of this is used.
 
-testcontainers reads its settings only from environment variables, so :func:`activate` exports
-them for this process: ``DOCKER_HOST``, no Ryuk (the stack removes its own containers by label),
-the host override and the ``docker_host`` connection mode that podman needs.
+:func:`activate` says which Docker API to use and sets testcontainers up for podman (no Ryuk: the
+stack removes its own containers by label; the host override and the ``docker_host`` connection
+mode podman needs), without touching the process environment.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class Engine:
             return False
         try:
             transport = httpx.HTTPTransport(uds=str(self.socket))
-            with httpx.Client(transport=transport, timeout=2.0) as client:
+            # A busy engine can take seconds to answer; a missing one refuses at once.
+            with httpx.Client(transport=transport, timeout=10.0) as client:
                 return client.get("http://podman/_ping").status_code == 200
         except httpx.HTTPError:
             return False
@@ -114,10 +115,13 @@ class Engine:
 
 
 def activate(settings: Settings) -> str | None:
-    """Point this process's Docker clients (docker-py, testcontainers) at the engine to use.
+    """The ``DOCKER_HOST`` this process's Docker clients should use, with testcontainers set up.
 
-    Returns the ``DOCKER_HOST`` chosen: ``settings.docker_host`` when set, else the project's podman
-    service when it answers, else None (the Docker default socket).
+    ``settings.docker_host`` when set, else the project's podman service when it answers, else None
+    (docker-py's default socket). The caller passes the host to its clients explicitly (nothing is
+    written to ``os.environ``, so child processes such as notebook kernels are not steered to an
+    engine behind their back). For podman, testcontainers runs without Ryuk (the stack removes its
+    containers by label) and with the host override and connection mode podman needs.
     """
     engine = Engine(settings)
     if settings.docker_host:
@@ -127,22 +131,13 @@ def activate(settings: Settings) -> str | None:
         host, podman = engine.docker_host, True
     else:
         return None
-    os.environ["DOCKER_HOST"] = host
     if podman:
-        os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
-        os.environ["TESTCONTAINERS_HOST_OVERRIDE"] = "127.0.0.1"
-        os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
-        _reconfigure_testcontainers()
+        _configure_testcontainers_for_podman()
     return host
 
 
-def _reconfigure_testcontainers() -> None:
-    """testcontainers reads its env at import; tell an already imported one too."""
-    import sys
-
-    module = sys.modules.get("testcontainers.core.config")
-    if module is None:
-        return
+def _configure_testcontainers_for_podman() -> None:
+    """What ``TESTCONTAINERS_RYUK_DISABLED``, ``..._HOST_OVERRIDE`` and ``..._CONNECTION_MODE`` set."""
     from testcontainers.core.config import ConnectionMode, testcontainers_config
 
     testcontainers_config.ryuk_disabled = True

@@ -621,6 +621,10 @@ def up(
     settings = settings or get_settings()
     from lab_stack.backends import resolve_backend
 
+    recorded = load_state(settings.state_file)
+    if settings.backend == "auto" and recorded is not None:
+        # A stack already runs here: `up` keeps it on its backend rather than guessing again.
+        settings = settings.with_(backend=recorded.backend)
     if resolve_backend(settings) == "docker":
         from lab_stack.docker_backend import docker_up
 

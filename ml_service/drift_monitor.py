@@ -236,7 +236,9 @@ class DriftMonitor(Collector):
         epsilon: float = EPSILON,
     ) -> None:
         if window < 1:
-            raise ValueError(f"window={window} must be at least 1. Hint: e.g. window=1000 requests.")
+            raise ValueError(
+                f"window={window} must be at least 1. Hint: e.g. window=1000 requests."
+            )
         if not bins:
             raise ValueError("no features to monitor. Hint: pass reference data with columns.")
         self.bins: tuple[FeatureBins, ...] = tuple(bins)

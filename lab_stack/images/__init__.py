@@ -256,7 +256,9 @@ def build_embedded_image(
             target = context / "src" / path.relative_to(PROJECT_ROOT)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-        _build_context(context, EMBEDDED_IMAGE, inputs, dockerfile, network=network, no_cache=no_cache)
+        _build_context(
+            context, EMBEDDED_IMAGE, inputs, dockerfile, network=network, no_cache=no_cache
+        )
     return BuildResult(EMBEDDED_IMAGE, True, time.monotonic() - started)
 
 

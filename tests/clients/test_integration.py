@@ -68,6 +68,7 @@ def test_prometheus_rules_alerts_status_and_reload(prometheus_url: str) -> None:
     assert "headStats" in prom.tsdb_status()
     prom.wait_for("lab:one", timeout=15, interval=0.2)
     assert prom.series("lab:one")[0]["__name__"] == "lab:one"
+    prom.wait_for('up{job="prometheus"}', timeout=15, interval=0.2)  # its first self-scrape
     assert "prometheus" in prom.label_values("job")
     prom.reload()
     assert prom.runtime_info()["reloadConfigSuccess"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -50,7 +51,9 @@ def direct_psi(reference: pd.Series, current: pd.Series, *, n_bins: int = 10) ->
         def shares(s: pd.Series) -> np.ndarray:
             x = s.to_numpy(float)
             present = x[~np.isnan(x)]
-            counts = [((present >= lo) & (present < hi)).sum() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+            counts = [
+                ((present >= lo) & (present < hi)).sum() for lo, hi in itertools.pairwise(bounds)
+            ]
             counts.append(np.isnan(x).sum())
             return np.array(counts, dtype=float) / len(s)
 
@@ -72,20 +75,28 @@ def drifted() -> tuple[pd.DataFrame, pd.DataFrame]:
     return ds.reference, ds.current
 
 
-def test_streaming_psi_equals_direct_psi_on_the_same_data(drifted: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_streaming_psi_equals_direct_psi_on_the_same_data(
+    drifted: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     """After observing every current row one by one, each feature's PSI equals the direct formula."""
     reference, current = drifted
-    monitor = DriftMonitor.from_reference(reference, window=len(current), registry=CollectorRegistry())
+    monitor = DriftMonitor.from_reference(
+        reference, window=len(current), registry=CollectorRegistry()
+    )
     for row in current.to_dict("records"):
         monitor.observe(row)
     got = monitor.psi()
     for feature in FEATURES:
-        assert got[feature] == pytest.approx(direct_psi(reference[feature], current[feature]), rel=1e-9, abs=1e-12)
+        assert got[feature] == pytest.approx(
+            direct_psi(reference[feature], current[feature]), rel=1e-9, abs=1e-12
+        )
     assert got["amount"] > 0.25 and got["merchant_category"] > 0.1
     assert got["hour"] < 0.05
 
 
-def test_window_slides_and_keeps_only_the_last_requests(drifted: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_window_slides_and_keeps_only_the_last_requests(
+    drifted: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     """With a window of N, the counts are those of the last N rows: old drifted rows leave it."""
     reference, current = drifted
     monitor = DriftMonitor.from_reference(reference, window=500, registry=CollectorRegistry())
@@ -98,7 +109,9 @@ def test_window_slides_and_keeps_only_the_last_requests(drifted: tuple[pd.DataFr
     counts = monitor.window_counts()
     for b in monitor.bins:
         assert counts[b.feature] == b.count(clean[b.feature]).tolist()
-    assert monitor.psi()["amount"] == pytest.approx(direct_psi(reference["amount"], clean["amount"]))
+    assert monitor.psi()["amount"] == pytest.approx(
+        direct_psi(reference["amount"], clean["amount"])
+    )
     assert monitor.psi()["amount"] < 0.1
 
 
@@ -107,7 +120,15 @@ def test_bins_are_fixed_from_the_reference() -> None:
     ref = pd.DataFrame({"x": np.arange(100.0), "c": ["a", "b", "a", "c"] * 25})
     num = FeatureBins.from_reference("x", ref["x"], n_bins=4)
     assert num.kind == "numeric" and num.edges == (24.75, 49.5, 74.25)
-    assert [num.index(v) for v in (-1e9, 24.75, 50, 1e9, None, math.nan, "junk")] == [0, 1, 2, 3, 4, 4, 4]
+    assert [num.index(v) for v in (-1e9, 24.75, 50, 1e9, None, math.nan, "junk")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        4,
+        4,
+    ]
     cat = FeatureBins.from_reference("c", ref["c"])
     assert cat.labels == ["a", "b", "c", OTHER, MISSING]
     assert [cat.index(v) for v in ("a", "c", "zzz", None)] == [0, 2, 3, 4]
@@ -131,21 +152,27 @@ def test_constructor_rejects_bad_arguments() -> None:
         DriftMonitor.from_reference(ref, features=["y"], registry=None)
 
 
-def test_gauges_are_exported_to_the_injected_registry(drifted: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_gauges_are_exported_to_the_injected_registry(
+    drifted: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
     """The registry passed in exposes one PSI gauge per feature and the window size, with the computed values."""
     reference, current = drifted
     registry = CollectorRegistry()
     monitor = DriftMonitor.from_reference(reference, window=300, registry=registry)
     for row in current.head(300).to_dict("records"):
         monitor.observe(row)
-    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
     assert families[PSI_METRIC].type == "gauge"
     exported = {s.labels["feature"]: s.value for s in families[PSI_METRIC].samples}
     assert exported == pytest.approx(monitor.psi())
     assert families[WINDOW_METRIC].samples[0].value == 300
 
 
-def test_gateway_hook_feeds_the_monitor_and_prometheus_text_shows_the_drift(tmp_path: object, model: FraudModel) -> None:
+def test_gateway_hook_feeds_the_monitor_and_prometheus_text_shows_the_drift(
+    tmp_path: object, model: FraudModel
+) -> None:
     """Wired into the gateway's on_prediction hook, the monitor sees covariate drift in real requests."""
     reference = reference_and_current(seed=3, n_reference=5_000, n_current=1).reference
     registry = CollectorRegistry()
@@ -154,7 +181,9 @@ def test_gateway_hook_feeds_the_monitor_and_prometheus_text_shows_the_drift(tmp_
     def mount(app: object) -> None:
         app.mount("/metrics", make_asgi_app(registry))  # type: ignore[attr-defined]
 
-    with start_services(model=model, hooks=Hooks(on_prediction=monitor.on_prediction, on_create=mount)) as svc:
+    with start_services(
+        model=model, hooks=Hooks(on_prediction=monitor.on_prediction, on_create=mount)
+    ) as svc:
         run_traffic(svc.gateway_url, scenario="steady", rate=200, requests=200, seed=11)
         steady = monitor.psi()
         shifted = Scenario.named("covariate_drift", start=0.0, end=1.0)
@@ -176,6 +205,14 @@ def test_gateway_hook_feeds_the_monitor_and_prometheus_text_shows_the_drift(tmp_
 def test_public_names() -> None:
     """The module exports exactly its documented public names."""
     assert sorted(drift_monitor.__all__) == sorted(
-        ["EPSILON", "MISSING", "OTHER", "PSI_METRIC", "WINDOW_METRIC", "DriftMonitor", "FeatureBins",
-         "population_stability_index"]
+        [
+            "EPSILON",
+            "MISSING",
+            "OTHER",
+            "PSI_METRIC",
+            "WINDOW_METRIC",
+            "DriftMonitor",
+            "FeatureBins",
+            "population_stability_index",
+        ]
     )
