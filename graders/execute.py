@@ -194,6 +194,9 @@ def run_notebook(
         started = time.monotonic()
         try:
             with client.setup_kernel(cwd=str(workdir), env=env):
+                # The notebook's time limit counts from a running kernel (start-up has its own
+                # limit, and a busy machine must not eat the student's time).
+                deadline = time.monotonic() + total_timeout
                 provisioner = getattr(km, "provisioner", None)
                 run.kernel_pid = int(getattr(provisioner, "pid", 0) or 0)
                 index = -1
