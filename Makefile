@@ -10,10 +10,10 @@ APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheu
              podman runc netavark aardvark-dns iptables debootstrap
 EX        ?= 02
 # Most of the suite waits on real processes (scrapes, flushes, notebook kernels), so several
-# workers fit on two cores; tests sharing a resource stay on one worker (conftest.py).
+# workers fit on two cores; each worker runs its own stacks on its own ports (conftest.py).
 # --tb=native: a worker whose CPython 3.11.7 AST state was upset by a deep parse (gh-106905) would
 # crash while pytest parses source to draw a failure; native tracebacks parse nothing.
-PYTEST_ARGS ?= -n 4 --dist loadgroup --tb=native
+PYTEST_ARGS ?= -n 4 --tb=native
 
 .PHONY: apt-check engine help setup lab up down status doctor grade test lint notebooks bench clean
 

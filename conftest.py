@@ -27,22 +27,6 @@ def pytest_configure(config: pytest.Config) -> None:
         ports.use_range(10000 + 2500 * index, 12500 + 2500 * index)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep what shares a session resource on one xdist worker (``--dist loadgroup``).
-
-    Every test that uses the container stack runs on one worker (one container stack, and the
-    test that kills the engine never races another container test); each exercise's solution and
-    starter tests share one worker, so their grades are computed once (mutants spread freely).
-    """
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "docker" in params.values() or item.path.name == "test_docker_backend.py":
-            item.add_marker(pytest.mark.xdist_group("docker"))
-        elif item.path.parent.name == "graders" and "number" in params and "mutant" not in params:
-            item.add_marker(pytest.mark.xdist_group(f"exercise-{params['number']}"))
-
-
 def _backend() -> str:
     # The one place tests pick a backend; the library itself reads LAB_* through Settings.
     return os.environ.get("LAB_TEST_BACKEND", "native")

@@ -299,20 +299,20 @@ def container_plan(
 
 
 def _client_kwargs(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments that point docker-py (and testcontainers) at the engine to use."""
+    """``docker.from_env`` keyword arguments (testcontainers' ``docker_client_kw``) that point
+    docker-py at the engine to use, without touching this process's environment."""
     from lab_stack.engine import activate
 
     host = activate(settings)
-    return {"base_url": host} if host else {}
+    return {"environment": {"DOCKER_HOST": host}} if host else {}
 
 
 def _client(settings: Settings) -> docker.DockerClient:
     import docker
     from docker.errors import DockerException
 
-    kwargs = _client_kwargs(settings)
     try:
-        client = docker.DockerClient(**kwargs) if kwargs else docker.from_env()
+        client = docker.from_env(**_client_kwargs(settings))
         client.ping()
     except DockerException as exc:
         raise EngineUnavailable(
