@@ -555,14 +555,15 @@ def test_cardinality_bounded(state: Ex02State) -> None:
 
 
 def _bucket_bounds(edges: list[float], value: float) -> tuple[float, float]:
-    """The histogram bucket holding ``value``, its lower edge taken 20 ms lower.
+    """The histogram bucket holding ``value``, its lower edge taken 20 ms (or 5 %) lower.
 
-    Client-side latency includes the HTTP round trip, a few ms more than the server observes.
+    Client-side latency includes the HTTP round trip, more than the server observes: a few ms, and
+    tens of ms on a busy machine, so a true quantile just above an edge may be observed below it.
     """
     finite = sorted(e for e in edges if math.isfinite(e))
     if not finite or math.isnan(value):
         return (0.0, math.inf)
-    below = [e for e in finite if e < value - 0.02]
+    below = [e for e in finite if e < value - max(0.02, 0.05 * value)]
     above = [e for e in finite if e >= value]
     return (below[-1] if below else 0.0, above[0] if above else finite[-1])
 

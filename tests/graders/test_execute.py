@@ -53,7 +53,8 @@ def test_misbehaving_notebook_ends_with_its_reason(
         assert not run.ok
         assert run.reason is not None and reason in run.reason
         assert run.stopped is stopped
-    assert time.monotonic() - started < 30
+    # It ends by itself: the kernel's start-up (60 s limit) plus the notebook's 8 s, not a hang.
+    assert time.monotonic() - started < 90
     assert (
         hashlib.sha256(path.read_bytes()).hexdigest() == digest
     )  # the student's file is never written
