@@ -47,7 +47,8 @@ $(KERNEL): $(STAMP)
 
 lab: setup ## Start the stack and open JupyterLab on notebooks/ (127.0.0.1, with its token)
 	$(VENV)/bin/lab up
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --notebook-dir=notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 up: setup ## Start the stack (idempotent)
 	$(VENV)/bin/lab up
