@@ -53,8 +53,9 @@ def test_bad_requests_are_422_and_counted_by_the_hook(healthy: Services, events:
 def test_latency_spike_raises_latency_only_during_the_spike(healthy: Services) -> None:
     """latency_spike: requests in the spike take at least delay_s; the others stay fast."""
     scenario = Scenario.named("latency_spike", delay_s=0.3, start=0.3, end=0.7)
+    # A moderate load: the test runs beside other test workers on two cores.
     truth = run_traffic(
-        healthy.gateway_url, scenario=scenario, rate=100, requests=150, concurrency=40
+        healthy.gateway_url, scenario=scenario, rate=50, requests=150, concurrency=40
     )
     assert truth.quantile(0.5, in_effect=True) >= 0.3
     # Outside the spike most requests stay fast (the few sent right after it queue behind the slow
