@@ -15,7 +15,14 @@ from graders.errors import CheckFailed, GradingError, SubmissionError, UnknownEx
 
 if TYPE_CHECKING:
     from graders.notebook import check, nbcheck, record_answers
-    from graders.registry import Check, Exercise, Mutant, exercise, exercise_numbers
+    from graders.registry import (
+        Check,
+        Exercise,
+        Mutant,
+        exercise,
+        exercise_numbers,
+        grader_keys,
+    )
     from graders.report import CheckResult, Report, grade
 
 # Imported on first use: a notebook's `import graders` (to record answers) should not pay for
@@ -29,6 +36,7 @@ _LAZY = {
     "Mutant": "graders.registry",
     "exercise": "graders.registry",
     "exercise_numbers": "graders.registry",
+    "grader_keys": "graders.registry",
     "CheckResult": "graders.report",
     "Report": "graders.report",
     "grade": "graders.report",
@@ -57,6 +65,7 @@ __all__ = [
     "exercise",
     "exercise_numbers",
     "grade",
+    "grader_keys",
     "nbcheck",
     "record_answers",
 ]

@@ -2,7 +2,13 @@
 
 Runs a copy of the notebook in a fresh kernel against the lab stack (started when down), prints a
 table of checks with points and hints, and exits 1 when any check fails or the notebook did not
-run to its end (2 on usage errors).
+run to its end (2 on usage errors). ``NN`` is an exercise's number, ``capstone`` (the practical
+assessment) or ``kc`` (the knowledge check).
+
+Two more commands share the entry point:
+
+* ``python -m graders class ASSIGNMENT [--workers N] ...`` grades a class (:mod:`graders.classroom`);
+* ``python -m graders drill [NAME]`` runs an incident drill (:mod:`graders.drills`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from graders.report import grade
 from lab_stack.errors import LabError
 from lab_stack.settings import get_settings
 
-__all__ = ["main"]
+__all__ = ["cli", "grade_one"]
+
+#: Sub-commands beside ``NN``: name -> module whose ``main`` is a click command.
+COMMANDS = {"class": "graders.classroom", "drill": "graders.drills"}
 
 
 @click.command()
@@ -47,7 +56,7 @@ __all__ = ["main"]
     help="also write an HTML report to PATH",
 )
 @click.option("--public-only", is_flag=True, help="run only the public checks")
-def main(
+def grade_one(
     number: str,
     notebook: Path | None,
     json_path: str | None,
@@ -82,11 +91,7 @@ def main(
     if json_path == "-":
         click.echo(report.to_json())
     else:
-        out = (
-            Path(json_path)
-            if json_path
-            else get_settings().home / "reports" / f"ex{ex.number}.json"
-        )
+        out = Path(json_path) if json_path else get_settings().home / "reports" / f"{ex.slug}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report.to_json())
         console.print(f"JSON report: {out}")
@@ -96,5 +101,17 @@ def main(
     sys.exit(0 if report.passed else 1)
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Dispatch ``class`` and ``drill`` to their modules; anything else grades one notebook."""
+    import importlib
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        command = importlib.import_module(COMMANDS[args[0]]).main
+        command.main(args=args[1:], prog_name=f"python -m graders {args[0]}")
+    else:
+        grade_one.main(args=args, prog_name="python -m graders")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -4,7 +4,8 @@ The student's file is only read: its folder is copied to a temporary directory, 
 there in a new ``workbook`` kernel (nbclient, a per-cell and a total timeout, an output budget),
 and the kernel — with the services it started — stays up while the checks query the backends.
 On leaving the context the kernel and every process it started are stopped, and the scrape
-targets the run registered are put back as they were.
+targets the run's kernel registered are taken out again (only those: other submissions may be
+graded against the same stack at the same time).
 
 Example:
     >>> with run_notebook(path, settings=settings) as run:        # doctest: +SKIP
@@ -40,7 +41,7 @@ KERNEL_NAME = "workbook"
 #: Progress callback: (cell index, number of cells, seconds so far).
 CellEvent = Callable[[int, int, float], None]
 
-_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_ex*.json")
+_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_*.json")
 
 
 def is_check_cell(cell: Any) -> bool:
@@ -132,21 +133,81 @@ def _stop_tree(pid: int, km: AsyncKernelManager, client: _GradingClient) -> None
             proc.kill()
 
 
-@contextlib.contextmanager
-def _targets_restored(settings: Settings) -> Iterator[None]:
-    folder = settings.config_dir / "prometheus" / "file_sd"
-    before = {p.name: p.read_bytes() for p in folder.glob("*.json")} if folder.is_dir() else {}
+class _TargetLedger:
+    """The scrape targets one run added, so that only those are taken out when it ends.
+
+    Several submissions may be graded at once against one stack, so a run must never put the
+    file_sd files back as a whole (that would drop the targets of a kernel still being graded).
+    Instead the ports listened on by the run's kernel tree are sampled after every cell (a kernel
+    that dies mid-run still has its earlier services on record), and at the end the file_sd
+    entries at those ports are removed; entries that were there before the run, that the run took
+    out and that something still serves are put back.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.folder = settings.config_dir / "prometheus" / "file_sd"
+        self.before = self._entries()
+        self.ports: set[int] = set()
+
+    def _entries(self) -> dict[tuple[str, str], dict[str, str]]:
+        """``{(job, address): labels}`` of every file_sd file."""
+        found: dict[tuple[str, str], dict[str, str]] = {}
+        for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+            try:
+                groups = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for group in groups if isinstance(groups, list) else []:
+                for address in group.get("targets", []):
+                    found[(path.stem, str(address))] = dict(group.get("labels") or {})
+        return found
+
+    def sample(self, pid: int) -> None:
+        """Remember the ports ``pid``'s process tree listens on now."""
+        if pid:
+            from graders.context import listening_ports
+
+            self.ports |= listening_ports(pid)
+
+    def settle(self) -> None:
+        """Remove the run's entries; put back earlier ones it removed that are still served."""
+        import lab_stack
+        from lab_stack.errors import LabError
+
+        try:
+            stack = lab_stack.connect(settings=self.settings)
+        except LabError:
+            return
+        now = self._entries()
+        for job, address in now:
+            if _port(address) in self.ports:
+                stack.unregister_target(job, address)
+        listening = _listening_anywhere()
+        for (job, address), labels in self.before.items():
+            port = _port(address)
+            if (job, address) in now or port in self.ports or port not in listening:
+                continue
+            scheme = labels.get("__scheme__", "http")
+            path = labels.get("__metrics_path__", "/metrics")
+            kept = {k: v for k, v in labels.items() if not k.startswith("__") and k != "job"}
+            with contextlib.suppress(LabError):
+                stack.register_target(job, f"{scheme}://{address}{path}", labels=kept or None)
+
+
+def _port(address: str) -> int | None:
     try:
-        yield
-    finally:
-        if folder.is_dir():
-            for path in folder.glob("*.json"):
-                if path.name not in before:
-                    path.unlink(missing_ok=True)
-            for name, data in before.items():
-                path = folder / name
-                if not path.exists() or path.read_bytes() != data:
-                    path.write_bytes(data)
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _listening_anywhere() -> set[int]:
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return set()
+    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
 
 
 @contextlib.contextmanager
@@ -169,7 +230,9 @@ def run_notebook(
     kernel or an output flood stop the run there.
     """
     notebook = Path(notebook).resolve()
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp, _targets_restored(settings):
+    ledger = _TargetLedger(settings)
+    with tempfile.TemporaryDirectory(prefix="grade-") as tmp, contextlib.ExitStack() as cleanup:
+        cleanup.callback(ledger.settle)
         workdir = Path(tmp) / notebook.parent.name
         copy = prepare_copy(notebook, workdir, strip_checks=strip_checks)
         nb = nbformat.read(copy, as_version=4)  # type: ignore[no-untyped-call]
@@ -207,6 +270,7 @@ def run_notebook(
                                 f"total timeout of {total_timeout:.0f} s reached"
                             )
                         client.execute_cell(cell, index)
+                        ledger.sample(run.kernel_pid)
                         error = _cell_error(cell)
                         if error is not None and run.reason is None:
                             run.failed_cell = index
@@ -250,6 +314,7 @@ def run_notebook(
                 try:
                     yield run
                 finally:
+                    ledger.sample(run.kernel_pid)
                     _stop_tree(run.kernel_pid, km, client)
         except RuntimeError as exc:  # the kernel could not start at all
             if run.reason is None and not run.ok:

@@ -41,7 +41,7 @@ def write_mutant(ex: Exercise, mutant: Mutant, dest: Path, *, root: Path = PROJE
         ex.solution_dir(root),
         folder,
         dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_ex*.json"),
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_*.json"),
     )
     path = folder / ex.notebook
     nb = apply_mutant(nbformat.read(path, as_version=4), mutant)  # type: ignore[no-untyped-call]

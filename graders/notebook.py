@@ -72,6 +72,6 @@ def nbcheck(key: str, name: str) -> None:
 def record_answers(key: str, answers: Mapping[str, str]) -> Path:
     """Write ``answers`` to ``answers_exNN.json`` next to the notebook; return the path."""
     ex = exercise(key)
-    path = Path.cwd() / f"answers_ex{ex.number}.json"
+    path = Path.cwd() / f"answers_{ex.slug}.json"
     path.write_text(json.dumps({str(k): str(v) for k, v in answers.items()}, indent=2))
     return path

@@ -25,11 +25,13 @@ from typing import Any, TypeVar
 
 from graders.errors import UnknownExercise
 
-__all__ = ["Check", "Exercise", "Mutant", "exercise", "exercise_numbers"]
+__all__ = ["Check", "Exercise", "Mutant", "exercise", "exercise_numbers", "grader_keys"]
 
 _F = TypeVar("_F", bound=Callable[..., None])
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_MODULE_RE = re.compile(r"^test_ex(\d\d)_[a-z0-9_]+\.py$")
+_MODULE_RE = re.compile(r"^test_(?:ex(\d\d)|(kc|capstone))_[a-z0-9_]+\.py$")
+#: The module's assessments beside the numbered exercises: key -> nbgrader folder.
+ASSESSMENTS = {"kc": "knowledge_check", "capstone": "capstone"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Exercise:
     """An exercise's grading metadata, its checks (in declaration order) and its mutants.
 
     Attributes:
-        number: two digits, ``"02"``.
+        number: two digits, ``"02"``, or an assessment's key (``"kc"``, ``"capstone"``).
         folder: the nbgrader assignment folder (``ex02_metrics``) under solutions/ and notebooks/.
         notebook: the notebook's file name inside the folder.
         title: the exercise's title.
@@ -89,6 +91,10 @@ class Exercise:
             generate_assignment``) into the starter: blanks the solved files shipped next to the
             notebook, which nbgrader does not touch. Called by :mod:`graders.release`; its return
             value is ignored.
+        shares_stack: True when two submissions may be graded at once against one stack: the
+            checks only look at what the submission's own kernel registered (its targets, its
+            log files, its trace ids) and the notebook changes no global configuration (rules,
+            Alertmanager, prometheus.yml). Class grading gives the others a stack per slot.
     """
 
     number: str
@@ -99,6 +105,7 @@ class Exercise:
     cell_timeout: float = 120.0
     total_timeout: float = 300.0
     make_starter: Callable[[Path], object] | None = None
+    shares_stack: bool = False
     checks: dict[str, Check] = field(default_factory=dict)
     mutants: list[Mutant] = field(default_factory=list)
 
@@ -132,6 +139,11 @@ class Exercise:
         return found
 
     @property
+    def slug(self) -> str:
+        """``ex02`` for a numbered exercise, else the key (``kc``, ``capstone``): file names."""
+        return f"ex{self.number}" if self.number.isdigit() else self.number
+
+    @property
     def total_points(self) -> float:
         """Points of every check, hidden ones included."""
         return sum(c.points for c in self.checks.values())
@@ -149,31 +161,55 @@ class Exercise:
         return root / "notebooks" / self.folder
 
 
-def _module_for(number: str) -> str:
-    for path in sorted(_PACKAGE_DIR.glob(f"test_ex{number}_*.py")):
-        if _MODULE_RE.match(path.name):
-            return f"graders.{path.stem}"
-    raise UnknownExercise(
-        f"no grader module graders/test_ex{number}_*.py for exercise {number!r}; known: "
-        f"{', '.join(exercise_numbers()) or 'none'}. Hint: pass the two-digit number, e.g. 02."
-    )
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(_PACKAGE_DIR.glob("test_*.py")):
+        match = _MODULE_RE.match(path.name)
+        if match:
+            found.setdefault(match.group(1) or match.group(2), path)
+    return found
+
+
+def _module_for(key: str) -> str:
+    path = _modules().get(key)
+    if path is None:
+        raise UnknownExercise(
+            f"no grader module graders/test_{'ex' if key.isdigit() else ''}{key}_*.py for "
+            f"{key!r}; known: {', '.join(grader_keys()) or 'none'}. "
+            "Hint: pass the two-digit number, e.g. 02, or capstone / kc."
+        )
+    return f"graders.{path.stem}"
 
 
 def exercise_numbers() -> list[str]:
     """The two-digit numbers of every exercise that has a grader module."""
-    return sorted(
-        {m.group(1) for p in _PACKAGE_DIR.glob("test_ex*.py") if (m := _MODULE_RE.match(p.name))}
-    )
+    return sorted(k for k in _modules() if k.isdigit())
+
+
+def grader_keys() -> list[str]:
+    """Every graded assignment: the exercises' numbers, then the assessments (capstone, kc)."""
+    return exercise_numbers() + sorted(k for k in _modules() if not k.isdigit())
+
+
+def _key_of(text: str) -> str | None:
+    text = text.strip()
+    for key, folder in ASSESSMENTS.items():
+        if text in (key, folder) or text.replace("-", "_") == folder:
+            return key
+    match = re.match(r"^(?:ex)?(\d{1,2})(?:_.*)?$", text)
+    return match.group(1).zfill(2) if match else None
 
 
 def exercise(key: str) -> Exercise:
-    """The :class:`Exercise` for ``"02"``, ``"2"`` or ``"ex02_metrics"`` (imports its grader module)."""
-    match = re.match(r"^(?:ex)?(\d{1,2})(?:_.*)?$", key.strip())
-    if match is None:
+    """The :class:`Exercise` for ``"02"``, ``"2"``, ``"ex02_metrics"``, ``"capstone"``,
+    ``"kc"`` or ``"knowledge_check"`` (imports its grader module)."""
+    found_key = _key_of(key)
+    if found_key is None:
         raise UnknownExercise(
-            f"{key!r} names no exercise. Hint: pass its number (02) or folder (ex02_metrics)."
+            f"{key!r} names no exercise. Hint: pass its number (02) or folder (ex02_metrics), "
+            "or capstone / kc."
         )
-    module = importlib.import_module(_module_for(match.group(1).zfill(2)))
+    module = importlib.import_module(_module_for(found_key))
     found = getattr(module, "EXERCISE", None)
     if not isinstance(found, Exercise):
         raise UnknownExercise(f"{module.__name__} defines no EXERCISE = Exercise(...).")

@@ -45,7 +45,7 @@ def _generate_into(root: Path, folders: list[str], scratch: Path) -> Path:
     shutil.copytree(
         root / "solutions",
         scratch / "solutions",
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_ex*.json"),
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "answers_*.json"),
     )
     for folder in folders:
         result = subprocess.run(

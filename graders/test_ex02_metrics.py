@@ -319,6 +319,7 @@ EXERCISE = Exercise(
     state=Ex02State,
     cell_timeout=120.0,
     total_timeout=240.0,
+    shares_stack=True,
     make_starter=ex02_checks.make_starter_files,
 )
 

@@ -383,6 +383,7 @@ EXERCISE = Exercise(
     state=Ex03State,
     cell_timeout=120.0,
     total_timeout=240.0,
+    shares_stack=True,
 )
 
 

@@ -316,6 +316,7 @@ EXERCISE = Exercise(
     state=Ex04State,
     cell_timeout=120.0,
     total_timeout=240.0,
+    shares_stack=True,
 )
 
 

@@ -6,14 +6,14 @@ import nbformat
 import pytest
 
 import graders
-from graders import exercise, exercise_numbers
+from graders import exercise, exercise_numbers, grader_keys
 from graders.context import scope_query
 from graders.errors import UnknownExercise
 from graders.mutants import apply_mutant
 from graders.release import stale_notebooks
 from lab_stack.settings import PROJECT_ROOT
 
-NUMBERS = exercise_numbers()
+NUMBERS = grader_keys()
 
 
 def test_public_names_are_pinned() -> None:
@@ -33,6 +33,7 @@ def test_public_names_are_pinned() -> None:
             "exercise",
             "exercise_numbers",
             "grade",
+            "grader_keys",
             "nbcheck",
             "record_answers",
         ]
@@ -44,6 +45,21 @@ def test_exercise_lookup_accepts_number_or_folder_and_rejects_unknown() -> None:
     assert exercise("2") is exercise("02") is exercise("ex02_metrics")
     with pytest.raises(UnknownExercise, match="Hint"):
         exercise("97")
+    with pytest.raises(UnknownExercise, match="Hint"):
+        exercise("no such thing")
+
+
+def test_grader_keys_list_the_exercises_then_the_assessments() -> None:
+    """Numbered exercises first, in order; the assessments after them; each key resolves."""
+    keys = grader_keys()
+    numbers = exercise_numbers()
+    assert keys[: len(numbers)] == numbers == sorted(numbers)
+    assert set(keys[len(numbers) :]) <= {"capstone", "kc"}
+    for key in keys:
+        ex = exercise(key)
+        assert ex.number == key
+        assert ex.slug == (f"ex{key}" if key.isdigit() else key)
+        assert exercise(ex.folder) is ex
 
 
 def _grade_cells(path: object) -> dict[str, tuple[float, str]]:

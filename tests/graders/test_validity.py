@@ -16,13 +16,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from graders import Report, exercise, exercise_numbers
+from graders import Report, exercise, grader_keys
 from graders.release import venv_env
 from lab_stack.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
 
-NUMBERS = exercise_numbers()
+NUMBERS = grader_keys()
 MUTANTS = [(n, m.name) for n in NUMBERS for m in exercise(n).mutants]
 
 
