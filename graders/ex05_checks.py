@@ -10,6 +10,8 @@ the child; the next call starts a fresh one.
 Example:
     >>> held_out_datasets(7)["clean"].drifted_features   # doctest: +SKIP
     []
+    >>> quality_cases(7)["null_30"].issues                # doctest: +SKIP
+    {'avg_amount_30d': ['missing']}
     >>> with Worker(folder) as w:                         # doctest: +SKIP
     ...     w.call("detect", 7, timeout=120.0)["ok"]
     True
@@ -30,13 +32,21 @@ from types import TracebackType
 from typing import IO, Any
 
 from graders.errors import GradingError
-from graders.ex05_worker import LARGE_N, REQUIRED_FIELDS, held_out_datasets
+from graders.ex05_worker import (
+    LARGE_N,
+    QUALITY_FIELDS,
+    REQUIRED_FIELDS,
+    held_out_datasets,
+    quality_cases,
+)
 
 __all__ = [
     "LARGE_N",
+    "QUALITY_FIELDS",
     "REQUIRED_FIELDS",
     "Worker",
     "held_out_datasets",
+    "quality_cases",
 ]
 
 #: The child's script (run with ``-P``: see its docstring).
@@ -44,7 +54,7 @@ _SCRIPT = Path(__file__).with_name("ex05_worker.py")
 
 
 class Worker:
-    """A child interpreter serving ``detect`` / ``job`` calls for one graded folder."""
+    """A child interpreter serving ``detect`` / ``quality`` / ``job`` calls for one graded folder."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

@@ -1,11 +1,12 @@
 """Exercise 05 — data and model drift: the checks, their points and the mutants.
 
-Verdicts come from held-out data and from the backends. ``detect_drift`` runs (in a child
-process, from the graded folder) on datasets drawn from seeds the notebook never sees. The live
-checks find the student's gateway among Prometheus's targets of job ``ml-drift``, drive a clean,
-a covariate-drift and a concept-drift run at it with their delayed labels, run the student's
-``drift_job.run_once`` after each, and read what Prometheus (through the Pushgateway),
-Alertmanager and the notification sink recorded — with the student's own ``alertmanager.yml`` and
+Verdicts come from held-out data and from the backends. ``detect_drift`` and
+``check_data_quality`` run (in a child process, from the graded folder) on datasets drawn from
+seeds the notebook never sees, with known answers (:func:`graders.ex05_worker.quality_cases` for
+data quality). The live checks find the student's gateway among Prometheus's targets of job
+``ml-drift``, drive a clean, a covariate-drift, a concept-drift and a feature-pipeline-failure run
+at it with their delayed labels, run the student's ``drift_job.run_once`` after each, and read
+what Prometheus (through the Pushgateway), Alertmanager and the notification sink recorded — with the student's own ``alertmanager.yml`` and
 a copy of ``alert_rules.yml`` whose ``for:`` is shortened to 0 s. The rules' decision logic is
 also unit-tested with ``promtool test rules``.
 
@@ -30,7 +31,7 @@ import yaml
 
 from graders.context import GradingContext, owned_targets, wait_until
 from graders.errors import CheckFailed
-from graders.ex05_checks import REQUIRED_FIELDS, Worker
+from graders.ex05_checks import QUALITY_FIELDS, REQUIRED_FIELDS, Worker
 from graders.registry import Exercise
 from lab_stack import promtool
 from lab_stack.clients import PushgatewayClient
@@ -38,7 +39,16 @@ from lab_stack.errors import LabError
 from ml_service.data import FEATURES
 from ml_service.traffic import GroundTruth, Scenario, run_traffic
 
-__all__ = ["DRIFT_SHIFTS", "EXERCISE", "JOB", "JOB_NAME", "RECEIVER", "Ex05State"]
+__all__ = [
+    "DRIFT_SHIFTS",
+    "EXERCISE",
+    "JOB",
+    "JOB_NAME",
+    "PIPELINE_ISSUES",
+    "PIPELINE_NULL",
+    "RECEIVER",
+    "Ex05State",
+]
 
 #: The scrape job of the student's gateway.
 JOB = "ml-drift"
@@ -57,7 +67,13 @@ DRIFT_SHIFTS = {
     "distance_from_home_km": "large",
     "device_age_days": "large",
 }
-ALERTS = ("DataDriftDetected", "ModelAccuracyDropped")
+#: The grader's feature-pipeline-failure run (the whole run inside the failure): what arrives null,
+#: and the data-quality issues the job must push for it.
+PIPELINE_NULL = ("avg_amount_30d",)
+PIPELINE_CONSTANT = {"txn_count_24h": 0.0}
+PIPELINE_ISSUES = frozenset({("avg_amount_30d", "missing"), ("txn_count_24h", "constant")})
+QUALITY_ALERT = "DataQualityIncident"
+ALERTS = ("DataDriftDetected", "ModelAccuracyDropped", QUALITY_ALERT)
 #: Label the grader adds to its copy of the student's alert rules, one value per grade: this
 #: grade's alerts are new to Alertmanager (its notification log would otherwise hold back a
 #: repeat of an earlier grade's identical alert for the student's repeat_interval), and alerts
@@ -82,13 +98,27 @@ class Phase:
     metrics: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
     firing: set[str] = field(default_factory=set)
     in_alertmanager: dict[str, dict[str, str]] = field(default_factory=dict)
+    annotations: dict[str, dict[str, str]] = field(default_factory=dict)
     notified: dict[str, dict[str, str]] = field(default_factory=dict)
+    receivers: dict[str, str] = field(default_factory=dict)
     streaming_psi: dict[str, float] = field(default_factory=dict)
     observe: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     def values(self, name: str) -> dict[str, float]:
         """``feature`` → value of metric ``name`` (the last when several series share it)."""
         return {labels.get("feature", ""): v for labels, v in self.metrics.get(name, [])}
+
+    def quality_issues(self) -> set[tuple[str, str]]:
+        """``(feature, kind)`` of every ``ml_data_quality_issue`` series at 1."""
+        return {
+            (labels.get("feature", ""), labels.get("kind", ""))
+            for labels, v in self.metrics.get("ml_data_quality_issue", [])
+            if v == 1
+        }
+
+    def incident(self) -> list[float]:
+        """The values of ``ml_data_quality_incident`` (one, when the job pushed it)."""
+        return [v for _, v in self.metrics.get("ml_data_quality_incident", [])]
 
 
 @dataclass
@@ -135,6 +165,39 @@ class Ex05State:
     def held_out(self) -> dict[str, Any]:
         """``detect_drift`` on the hidden seed."""
         return self._detect(HELD_OUT_SEED)
+
+    def _quality(self, seed: int) -> dict[str, Any]:
+        key = f"quality-{seed}"
+        if key not in self.ctx.cache:
+            self.ctx.cache[key] = self.worker.call("quality", seed, timeout=120.0)
+        found: dict[str, Any] = self.ctx.cache[key]
+        if not found["ok"]:
+            raise _fail(
+                "drift.py's check_data_quality(reference, current) to run on the grader's "
+                "data-quality cases",
+                f"it failed: {found['error']}",
+                "run the Task 1b cell after the Task 1 cell; check_data_quality must handle "
+                "NaN/None and a column that is missing on every row.",
+            )
+        some = found["cases"]["clean"]["features"][FEATURES[0]]
+        lacking = [k for k in QUALITY_FIELDS if some.get(k) is None]
+        if lacking:
+            raise _fail(
+                f"per-feature data-quality fields {QUALITY_FIELDS} (issues: a list of kinds)",
+                f"missing {lacking}",
+                "return a FeatureQuality per feature in QualityResult.features.",
+            )
+        return found
+
+    @property
+    def public_quality(self) -> dict[str, Any]:
+        """``check_data_quality`` on the data-quality cases of the public seed."""
+        return self._quality(PUBLIC_SEED)
+
+    @property
+    def held_out_quality(self) -> dict[str, Any]:
+        """``check_data_quality`` on the data-quality cases of the hidden seed."""
+        return self._quality(HELD_OUT_SEED)
 
     # --- the live runs -------------------------------------------------------------------------
     @cached_property
@@ -256,6 +319,9 @@ class Ex05State:
             "ml_feature_drift_p_value",
             "ml_model_accuracy",
             "ml_drift_job_last_success_timestamp_seconds",
+            "ml_feature_missing_share",
+            "ml_data_quality_issue",
+            "ml_data_quality_incident",
         ):
             phase.metrics[metric] = self._query(f'{metric}{{job="{JOB_NAME}"}}')
         phase.streaming_psi = {
@@ -274,15 +340,21 @@ class Ex05State:
                     labels = alert.get("labels", {})
                     if labels.get("alertname") in ALERTS and self.ours(labels):
                         phase.in_alertmanager[labels["alertname"]] = labels
-            for note in self.stack.sinks.notifications(receiver=RECEIVER, since=t0):
+                        phase.annotations[labels["alertname"]] = alert.get("annotations", {})
+            for note in self.stack.sinks.notifications(since=t0):
                 if note.status == "firing":
                     for alert in note.alerts:
                         labels = alert.get("labels", {})
                         if self.ours(labels):
-                            phase.notified.setdefault(str(labels.get("alertname")), labels)
+                            name = str(labels.get("alertname"))
+                            phase.receivers.setdefault(name, note.receiver)
+                            if note.receiver == RECEIVER:
+                                phase.notified.setdefault(name, labels)
             if wait_for is None:
                 return False
-            return wait_for in phase.firing and wait_for in phase.notified
+            # a retraining alert is waited for at the retrain webhook, the others anywhere
+            seen = phase.notified if wait_for != QUALITY_ALERT else phase.receivers
+            return wait_for in phase.firing and wait_for in seen
 
         phase.observe = observe
         if wait_for is None:
@@ -319,13 +391,27 @@ class Ex05State:
                 live.phases["concept"] = self._phase(
                     "concept", concept, HELD_OUT_SEED + 3, "ModelAccuracyDropped"
                 )
+                pipeline = Scenario.named(
+                    "feature_pipeline_failure",
+                    start=0.0,
+                    end=1.0,
+                    null_features=PIPELINE_NULL,
+                    constant_features=PIPELINE_CONSTANT,
+                )
+                live.phases["pipeline"] = self._phase(
+                    "pipeline", pipeline, HELD_OUT_SEED + 4, QUALITY_ALERT
+                )
                 live.groups = len([g for g in pgw.metrics() if g.job == JOB_NAME])
                 live.empty_window = self._run_job(window_s=60.0, now=time.time() - 7 * 24 * 3600)
             finally:
                 self.stack.remove_rules(["ex05_grader_rules"])
                 self.stack.reset_config("alertmanager")
                 self._delete_groups(pgw)
-                if all(f"detect-{seed}" in self.ctx.cache for seed in (PUBLIC_SEED, HELD_OUT_SEED)):
+                if all(
+                    f"{kind}-{seed}" in self.ctx.cache
+                    for kind in ("detect", "quality")
+                    for seed in (PUBLIC_SEED, HELD_OUT_SEED)
+                ):
                     self.worker.close()  # nothing left for it (a later call would restart it)
         del gateway
         return live
@@ -662,6 +748,196 @@ def test_streaming_monitor(state: Ex05State) -> None:
         )
 
 
+# --- data quality: missing, constant and out-of-range features beside the drift tests -------------
+_QUALITY_HINT = (
+    "compare each feature with the reference: missing share above the reference's by more than "
+    "MISSING_MARGIN; one distinct observed value where the reference had several; more than "
+    "OUT_OF_RANGE_MAX of the observed values outside the reference's [min, max]. The reference's "
+    "own missing share, and a drift, are not data-quality issues."
+)
+
+
+def _quality_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, case in data["cases"].items():
+        found = {f: row["issues"] for f, row in case["features"].items() if row["issues"]}
+        want = case["truth"]
+        for f in sorted(set(found) | set(want)):
+            if sorted(found.get(f) or []) != sorted(want.get(f, [])):
+                problems.append(
+                    f"{name}: {f} flagged {found.get(f) or []}, known {want.get(f, [])}"
+                )
+        if case["incident"] != case["truth_incident"]:
+            problems.append(f"{name}: incident={case['incident']}, known {case['truth_incident']}")
+        if case["drift_error"]:
+            problems.append(f"{name}: detect_drift raised {case['drift_error']}")
+    return problems
+
+
+def _quality_hint(problems: list[str]) -> str:
+    if any("detect_drift raised" in p for p in problems):
+        return (
+            "a column with no values on one side cannot be tested: return NaN statistic, p-value "
+            "and effect size with drifted=False (data quality reports it); and " + _QUALITY_HINT
+        )
+    return _QUALITY_HINT
+
+
+@EXERCISE.check(points=2, title="Missing shares are missing rows over all rows of the window")
+def test_missing_share_values(state: Ex05State) -> None:
+    """On every data-quality case the reported missing shares (reference and current) equal the known shares."""
+    data = state.public_quality
+    wrong = []
+    for name, case in data["cases"].items():
+        for f, known in case["shares"].items():
+            row = case["features"][f]
+            got = (row["missing_reference"], row["missing_current"])
+            if any(
+                g is None or not math.isclose(g, k, abs_tol=1e-6)
+                for g, k in zip(got, known, strict=True)
+            ):
+                wrong.append(f"{name}/{f}: {got}, known ({known[0]:.4f}, {known[1]:.4f})")
+    if wrong:
+        more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        raise _fail(
+            "missing_reference / missing_current = the rows where the feature is missing "
+            "divided by all rows of that frame",
+            "; ".join(wrong[:3]) + more,
+            "frame.isna().mean() per column: divide by len(frame), not by the rows that have a "
+            "value (notna().sum()) nor by every cell of the frame (frame.size).",
+        )
+
+
+@EXERCISE.check(
+    points=2, title="A feature arriving null for 30% of requests is a data-quality incident"
+)
+def test_pipeline_failure_flagged(state: Ex05State) -> None:
+    """null_30: avg_amount_30d null on 30% of rows, its values unchanged: flagged missing, an incident."""
+    case = state.public_quality["cases"]["null_30"]
+    row = case["features"]["avg_amount_30d"]
+    if "missing" not in (row["issues"] or []) or not case["incident"]:
+        raise _fail(
+            "avg_amount_30d flagged 'missing' and incident=True on a window where it is null on "
+            "30% of rows (reference: 0%)",
+            f"issues {row['issues']}, missing share {row['missing_current']} "
+            f"(reference {row['missing_reference']}), incident {case['incident']}; "
+            f"detect_drift flagged {case['drifted']} (rightly not avg_amount_30d: the values "
+            "that arrive are unchanged)",
+            "the drift tests drop missing values, so the data-quality check must count them: "
+            "missing share of the window minus the reference's, over MISSING_MARGIN, is an issue.",
+        )
+
+
+@EXERCISE.check(
+    points=2, title="Data-quality flags equal the known answers: constant, out of range, clean"
+)
+def test_quality_decisions(state: Ex05State) -> None:
+    """On the public seed's cases: exactly the broken features flagged, with the right kinds."""
+    problems = _quality_problems(state.public_quality)
+    if problems:
+        raise _fail(
+            "data-quality issues equal to the known answers",
+            "; ".join(problems),
+            _quality_hint(problems),
+        )
+
+
+@EXERCISE.check(
+    points=3,
+    title="Held-out data-quality cases: right features, right kinds, no false alarm",
+    hidden=True,
+)
+def test_quality_held_out(state: Ex05State) -> None:
+    """On the hidden seed: pipeline failures flagged; clean, equal-missing and drifted windows not."""
+    problems = _quality_problems(state.held_out_quality)
+    if problems:
+        raise _fail(
+            "data-quality issues equal to the known answers on held-out windows",
+            "; ".join(problems),
+            _quality_hint(problems),
+        )
+
+
+@EXERCISE.check(
+    points=2, title="Data-quality metrics reach Prometheus after a feature-pipeline failure"
+)
+def test_quality_metrics(state: Ex05State) -> None:
+    """After the pipeline-failure run: missing shares per feature, the issues by feature and kind, incident 1."""
+    phase = state.phase("pipeline")
+    missing = phase.values("ml_feature_missing_share")
+    want = {f: float(f in PIPELINE_NULL) for f in FEATURES}
+    close = set(missing) >= set(FEATURES) and all(
+        abs(missing[f] - want[f]) <= 0.02 for f in FEATURES
+    )
+    issues, incident = phase.quality_issues(), phase.incident()
+    if not close or issues != PIPELINE_ISSUES or incident != [1.0]:
+        raise _fail(
+            f'ml_feature_missing_share{{job="{JOB_NAME}",feature}} = {want}, '
+            f"ml_data_quality_issue == 1 for exactly {sorted(PIPELINE_ISSUES)}, "
+            "ml_data_quality_incident = 1",
+            f"missing shares {missing or 'none'}, issues at 1 {sorted(issues)}, "
+            f"incident {incident}",
+            "run check_data_quality in run_once and push its results with the drift metrics "
+            "(a gauge per feature, per feature and kind, and the incident, 1 or 0).",
+        )
+
+
+@EXERCISE.check(
+    points=2,
+    title="DataQualityIncident fires: critical, with a runbook, to the on-call (not a retrain)",
+)
+def test_quality_alert(state: Ex05State) -> None:
+    """After the pipeline-failure run the alert fires, carries severity and annotations, and is not routed to retrain."""
+    state.require_alerting()
+    phase = state.phase("pipeline")
+    name = QUALITY_ALERT
+    labels = phase.in_alertmanager.get(name, {})
+    notes = phase.annotations.get(name, {})
+    lacking = [a for a in ("summary", "description", "runbook_url") if not notes.get(a)]
+    receiver = phase.receivers.get(name)
+    if (
+        name not in phase.firing
+        or not labels
+        or labels.get("severity") != "critical"
+        or lacking
+        or receiver is None
+        or receiver == RECEIVER
+    ):
+        raise _fail(
+            f"{name} firing, in Alertmanager with severity=critical and summary, description and "
+            f"runbook_url annotations, notified to a receiver other than {RECEIVER!r}",
+            f"firing {sorted(phase.firing)}, labels {labels or 'not in Alertmanager'}, "
+            f"annotations lacking {lacking}, notified to {receiver!r}",
+            f"alert on max by (job) (ml_data_quality_incident{{job={JOB_NAME!r}}}) == 1 with "
+            "severity critical and no retrain label: a model retrained on a broken pipeline's "
+            "output learns the bug.",
+        )
+
+
+@EXERCISE.check(
+    points=1, title="Clean and drifted traffic raise no data-quality incident", hidden=True
+)
+def test_quality_clean_quiet(state: Ex05State) -> None:
+    """After the clean, covariate-drift and concept-drift runs: incident 0, no issue, no DataQualityIncident."""
+    state.require_alerting()
+    problems = []
+    for name in ("clean", "drift", "concept"):
+        phase = state.phase(name)
+        issues, incident = phase.quality_issues(), phase.incident()
+        if incident != [0.0] or issues or QUALITY_ALERT in phase.firing:
+            problems.append(
+                f"{name}: incident {incident}, issues {sorted(issues)}, "
+                f"{QUALITY_ALERT} {'firing' if QUALITY_ALERT in phase.firing else 'silent'}"
+            )
+    if problems:
+        raise _fail(
+            "ml_data_quality_incident = 0 with no issue and no alert on clean and drifted traffic",
+            "; ".join(problems),
+            "push the incident as 0 when nothing is flagged; a drift is not a data-quality "
+            "issue (only a share above OUT_OF_RANGE_MAX outside the reference's range is).",
+        )
+
+
 # --- mutants: plausible wrong answers, each must fail the checks it aims at ------------------------
 EXERCISE.mutant(
     "ks_on_categorical",
@@ -697,5 +973,46 @@ EXERCISE.mutant(
     aims=["alert_on_decision"],
     replace={
         'expr: max by (job) (ml_dataset_drift{job="ml_drift_job"}) == 1': 'expr: min by (job) (ml_feature_drift_p_value{job="ml_drift_job"}) < 0.05',
+    },
+)
+EXERCISE.mutant(
+    "missing_dropped_first",
+    description="data quality on the frame with missing rows dropped (missing share ignored)",
+    aims=["pipeline_failure_flagged", "quality_held_out"],
+    replace={
+        "    missing_reference = reference.isna().mean()  # per column: missing rows / all rows\n"
+        "    missing_current = current.isna().mean()\n": "    missing_reference = reference.dropna().isna().mean()  # cleaned first, as for the tests\n"
+        "    missing_current = current.dropna().isna().mean()\n",
+    },
+)
+EXERCISE.mutant(
+    "missing_over_present_rows",
+    description="missing share divided by the rows that have a value, not by all rows",
+    aims=["missing_share_values"],
+    replace={
+        "    missing_reference = reference.isna().mean()  # per column: missing rows / all rows\n"
+        "    missing_current = current.isna().mean()\n": "    missing_reference = reference.isna().sum() / reference.notna().sum()\n"
+        "    missing_current = current.isna().sum() / current.notna().sum()\n",
+    },
+)
+EXERCISE.mutant(
+    "missing_over_all_cells",
+    description="missing share divided by every cell of the frame, not by the rows",
+    aims=["missing_share_values", "pipeline_failure_flagged"],
+    replace={
+        "    missing_reference = reference.isna().mean()  # per column: missing rows / all rows\n"
+        "    missing_current = current.isna().mean()\n": "    missing_reference = reference.isna().sum() / reference.size\n"
+        "    missing_current = current.isna().sum() / current.size\n",
+    },
+)
+EXERCISE.mutant(
+    "quality_alert_retrains",
+    description="DataQualityIncident routed to the retraining pipeline (retrain on broken data)",
+    aims=["quality_alert"],
+    replace={
+        "        labels:\n          severity: critical\n        annotations:\n"
+        '          summary: "Data-quality incident': "        labels:\n          severity: critical\n"
+        '          retrain: "true"\n        annotations:\n'
+        '          summary: "Data-quality incident',
     },
 )

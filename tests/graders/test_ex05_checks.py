@@ -2,7 +2,8 @@
 
 Cheap proofs (no notebook run, no stack): the file a check reads is cut out of the solution
 notebook's ``%%writefile`` cell, mutated the way ``graders.mutants`` would, and the check is run on
-it. The live checks (and the per-run grouping-key mutant) are proven by tests/graders/test_validity.py.
+it. The live checks (and the per-run grouping-key and retraining data-quality-alert mutants) are
+proven by tests/graders/test_validity.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import graders.test_ex05_drift as ex05
 from graders import exercise
 from graders.errors import CheckFailed
-from graders.ex05_checks import LARGE_N, Worker
+from graders.ex05_checks import LARGE_N, Worker, quality_cases
 from graders.mutants import apply_mutant
 from lab_stack.settings import PROJECT_ROOT
 
@@ -27,13 +28,19 @@ NOTEBOOK = EX.solution_dir(PROJECT_ROOT) / EX.notebook
 
 
 def written_file(name: str, mutant: str | None, folder: Path) -> Path:
-    """Write the ``%%writefile name`` cell of the (mutated) solution into ``folder``."""
+    """Write ``name`` as the (mutated) solution's ``%%writefile name`` and ``-a`` cells would."""
     nb = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     if mutant is not None:
         nb = apply_mutant(nb, next(m for m in EX.mutants if m.name == mutant))
-    source = next(c.source for c in nb.cells if c.source.startswith(f"%%writefile {name}"))
+    text = ""
+    for cell in nb.cells:
+        if cell.source.startswith(f"%%writefile {name}\n"):
+            text = cell.source.split("\n", 1)[1]
+        elif cell.source.startswith(f"%%writefile -a {name}\n"):
+            text += cell.source.split("\n", 1)[1]
+    assert text, f"no %%writefile {name} cell"
     path = folder / name
-    path.write_text(source.split("\n", 1)[1])
+    path.write_text(text)
     return path
 
 
@@ -53,6 +60,39 @@ def detections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
     variants = (None, "ks_on_categorical", "p_value_only")
     with ThreadPoolExecutor(len(variants)) as pool:  # the three children run side by side
         return dict(zip(("solution", *variants[1:]), pool.map(detect, variants), strict=True))
+
+
+QUALITY_MUTANTS = ("missing_dropped_first", "missing_over_present_rows", "missing_over_all_cells")
+
+
+@pytest.fixture(scope="module")
+def qualities(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """check_data_quality of the solution and of the data-quality mutants, on both seeds."""
+
+    def run(variant: str | None) -> dict[str, Any]:
+        folder = tmp_path_factory.mktemp(variant or "solution")
+        written_file("drift.py", variant, folder)
+        with Worker(folder) as worker:
+            return {
+                "public_quality": worker.call("quality", ex05.PUBLIC_SEED, timeout=120.0),
+                "held_out_quality": worker.call("quality", ex05.HELD_OUT_SEED, timeout=120.0),
+            }
+
+    variants = (None, *QUALITY_MUTANTS)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(("solution", *QUALITY_MUTANTS), pool.map(run, variants), strict=True))
+
+
+def quality_state(data: dict[str, Any]) -> ex05.Ex05State:
+    """A real Ex05State whose worker answers are precomputed (its cache holds them)."""
+    state = ex05.Ex05State.__new__(ex05.Ex05State)
+    state.ctx = SimpleNamespace(  # type: ignore[assignment]
+        cache={
+            f"quality-{ex05.PUBLIC_SEED}": data["public_quality"],
+            f"quality-{ex05.HELD_OUT_SEED}": data["held_out_quality"],
+        }
+    )
+    return state
 
 
 def state_of(data: dict[str, Any]) -> SimpleNamespace:
@@ -86,6 +126,48 @@ def test_detector_mutant_fails_its_check(
         EX.checks[check].fn(state_of(detections[mutant]))
 
 
+QUALITY_CHECKS = [
+    "missing_share_values",
+    "pipeline_failure_flagged",
+    "quality_decisions",
+    "quality_held_out",
+]
+
+
+@pytest.mark.parametrize("check", QUALITY_CHECKS)
+def test_solution_data_quality_passes(check: str, qualities: dict[str, dict[str, Any]]) -> None:
+    """The solution's check_data_quality passes every held-out data-quality check."""
+    EX.checks[check].fn(quality_state(qualities["solution"]))
+
+
+@pytest.mark.parametrize(
+    ("mutant", "check"),
+    [(m.name, aim) for m in EX.mutants if m.name in QUALITY_MUTANTS for aim in m.aims],
+)
+def test_data_quality_mutant_fails_its_check(
+    mutant: str, check: str, qualities: dict[str, dict[str, Any]]
+) -> None:
+    """Missing shares ignored or over the wrong denominator fail the checks aimed at them, with a hint."""
+    with pytest.raises(CheckFailed, match="Hint:"):
+        EX.checks[check].fn(quality_state(qualities[mutant]))
+
+
+def test_quality_cases_know_their_answers() -> None:
+    """The grader's data-quality cases: the known missing shares and issues are what was injected."""
+    cases = quality_cases(ex05.HELD_OUT_SEED)
+    assert cases["clean"].issues == {} and not cases["clean"].incident
+    shares = cases["null_30"].missing_shares()
+    assert shares["amount"] == (0.0, 0.0)
+    assert 0.27 < shares["avg_amount_30d"][1] < 0.33 and shares["avg_amount_30d"][0] == 0.0
+    same = cases["same_missing"].missing_shares()["channel"]
+    assert abs(same[0] - same[1]) < 0.03 and same[0] > 0.07
+    failure = cases["pipeline_failure"]
+    assert failure.missing_shares()["avg_amount_30d"] == (0.0, 1.0)
+    assert failure.data.current["txn_count_24h"].nunique() == 1
+    assert failure.issues == {"avg_amount_30d": ["missing"], "txn_count_24h": ["constant"]}
+    assert (cases["out_of_range"].data.current["hour"] == -1.0).mean() > 0.25
+
+
 @pytest.mark.parametrize(("mutant", "passes"), [(None, True), ("alert_on_p_value", False)])
 def test_alert_rules_are_unit_tested_with_promtool(
     mutant: str | None, passes: bool, tmp_path: Path
@@ -110,6 +192,10 @@ def test_every_mutant_applies_once() -> None:
         "p_value_only",
         "per_run_grouping_key",
         "alert_on_p_value",
+        "missing_dropped_first",
+        "missing_over_present_rows",
+        "missing_over_all_cells",
+        "quality_alert_retrains",
     }
 
 
