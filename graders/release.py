@@ -3,8 +3,9 @@
 ``python -m graders.release [FOLDER ...]`` (what ``make notebooks`` runs) calls
 ``nbgrader generate_assignment`` in a scratch course so no gradebook lands in the repository, runs
 the exercise's ``make_starter`` hook on the generated folder (nbgrader only clears notebooks; the
-hook blanks solved files shipped next to them), and copies the result into ``notebooks/``. :func:`stale_notebooks` tells whether ``notebooks/`` lags
-behind ``solutions/``.
+hook blanks solved files shipped next to them), and copies the result into ``notebooks/`` (and
+the notebooks of :data:`LECTURE_COPIES` into ``lecture/``). :func:`stale_notebooks` tells whether
+``notebooks/`` (or those copies) lag behind ``solutions/``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from graders.errors import GradingError, UnknownExercise
 from graders.registry import exercise
 from lab_stack.settings import PROJECT_ROOT
 
-__all__ = ["generate", "source_folders", "stale_notebooks", "venv_env"]
+__all__ = ["LECTURE_COPIES", "generate", "source_folders", "stale_notebooks", "venv_env"]
+
+#: Release notebooks also kept under lecture/ (the knowledge check sits with the lecture notes):
+#: folder -> notebook, copied to ``lecture/<notebook>`` whenever the folder is generated.
+LECTURE_COPIES = {"knowledge_check": "knowledge_check.ipynb"}
 
 
 def source_folders(root: Path = PROJECT_ROOT) -> list[str]:
@@ -96,6 +101,11 @@ def generate(folders: list[str] | None = None, *, root: Path = PROJECT_ROOT) -> 
                 shutil.rmtree(target)
             shutil.copytree(release / folder, target)
             written.append(target)
+            if folder in LECTURE_COPIES:
+                copy = root / "lecture" / LECTURE_COPIES[folder]
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(target / LECTURE_COPIES[folder], copy)
+                written.append(copy)
     return written
 
 
@@ -126,6 +136,13 @@ def stale_notebooks(root: Path = PROJECT_ROOT) -> list[str]:
                         stale.append(f"{rel} (cells differ)")
                 elif fresh.read_bytes() != current.read_bytes():
                     stale.append(f"{rel} (differs)")
+            if folder in LECTURE_COPIES:
+                fresh = release / folder / LECTURE_COPIES[folder]
+                copy = root / "lecture" / LECTURE_COPIES[folder]
+                if not copy.is_file():
+                    stale.append(f"lecture/{copy.name} (missing)")
+                elif _cells(fresh) != _cells(copy):
+                    stale.append(f"lecture/{copy.name} (cells differ)")
     return stale
 
 
