@@ -9,13 +9,23 @@ KERNEL    := $(VENV)/share/jupyter/kernels/workbook/kernel.json
 APT_PKGS  := prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter victoria-metrics \
              podman runc netavark aardvark-dns iptables debootstrap
 EX        ?= 02
+ASSIGNMENT ?= $(EX)
+WORKERS   ?= 2
 # Most of the suite waits on real processes (scrapes, flushes, notebook kernels), so several
 # workers fit on two cores; each worker runs its own stacks on its own ports (conftest.py).
 # --tb=native: a worker whose CPython 3.11.7 AST state was upset by a deep parse (gh-106905) would
 # crash while pytest parses source to draw a failure; native tracebacks parse nothing.
 PYTEST_ARGS ?= -n 4 --tb=native
 
-.PHONY: apt-check engine help setup lab up down status doctor grade test lint notebooks bench clean
+.PHONY: apt-check engine help setup lab up down status doctor grade grade-class drill test lint notebooks bench clean
+
+# `make drill uber-drift` as well as `make drill NAME=uber-drift`: the word after `drill` is the
+# drill's name, and the drill names are no-op goals of their own.
+DRILL_NAMES := uber-drift netflix-latency airbnb-pipeline doordash-gpu-leak
+ifeq (drill,$(firstword $(MAKECMDGOALS)))
+  NAME ?= $(word 2,$(MAKECMDGOALS))
+endif
+.PHONY: $(DRILL_NAMES)
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +74,15 @@ doctor: setup ## Diagnose the stack
 
 grade: setup ## Grade an exercise against the stack (started if down): make grade EX=02 [NB=path.ipynb]
 	$(PY) -m graders $(EX) $(if $(NB),--notebook $(NB))
+
+grade-class: setup ## Grade a class: make grade-class ASSIGNMENT=02 [WORKERS=2] (submitted/ -> gradebook, feedback/, autograded/)
+	$(PY) -m graders class $(ASSIGNMENT) --workers $(WORKERS)
+
+drill: setup ## Incident drills on your capstone: make drill (list), make drill NAME=uber-drift [SEED=1] [FOLDER=dir]
+	$(PY) -m graders drill $(NAME) $(if $(FOLDER),--folder $(FOLDER)) $(if $(SEED),--seed $(SEED))
+
+$(DRILL_NAMES):
+	@:
 
 notebooks: setup ## Regenerate notebooks/ (student release) from solutions/ with nbgrader
 	$(PY) -m graders.release

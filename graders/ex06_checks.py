@@ -79,6 +79,7 @@ __all__ = [
     "note_status",
     "note_text",
     "parse_duration",
+    "poll_alerts",
     "reference_rules",
     "render_alertmanager_config",
     "routes_for",
@@ -580,6 +581,8 @@ class LiveRun:
     first_pending: dict[tuple[str, str], float] = field(default_factory=dict)
     resolved_at: dict[tuple[str, str], float] = field(default_factory=dict)
     am_states: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: the labels and annotations of each alert as Prometheus first reported it firing
+    details: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     notifications: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     traffic_done: bool = False
@@ -639,7 +642,13 @@ def _alert_key(labels: Mapping[str, str]) -> str:
     return str(labels.get("service") or (f"gpu{labels['gpu']}" if "gpu" in labels else ""))
 
 
-def _poll(stack: Stack, run: LiveRun, stop: threading.Event, interval_s: float = 0.3) -> None:
+def poll_alerts(stack: Stack, run: LiveRun, stop: threading.Event, interval_s: float = 0.3) -> None:
+    """Until ``stop`` is set, record into ``run`` what Prometheus, Alertmanager and the sinks
+    show: first pending/firing time and details of each alert (by name and ``service``/``gpu``),
+    resolutions, Alertmanager states and the notifications received since ``run.started``.
+
+    Run it in a thread; the live run of exercise 06 and the capstone drills share it.
+    """
     prom, am, sinks = stack.prometheus, stack.alertmanager, stack.sinks
     active: set[tuple[str, str]] = set()
     while not stop.is_set():
@@ -652,6 +661,14 @@ def _poll(stack: Stack, run: LiveRun, stop: threading.Event, interval_s: float =
                 seen.add(key)
                 target = run.first_firing if alert.get("state") == "firing" else run.first_pending
                 target.setdefault(key, now)
+                if alert.get("state") == "firing":
+                    run.details.setdefault(
+                        key,
+                        {
+                            "labels": dict(labels),
+                            "annotations": dict(alert.get("annotations") or {}),
+                        },
+                    )
             for alert in am.alerts():
                 labels = alert.get("labels") or {}
                 if labels.get("probe"):
@@ -715,7 +732,7 @@ def run_live(
     gpu = GpuServer(device)
     gpu_target = f"{gpu.start()}/metrics"
     stop = threading.Event()
-    poller = threading.Thread(target=_poll, args=(stack, run, stop), daemon=True)
+    poller = threading.Thread(target=poll_alerts, args=(stack, run, stop), daemon=True)
     try:
         stack.register_target(LIVE_GPU_JOB, gpu_target, labels={"service": run.services["gpu"]})
         for role in LIVE_ROLES:

@@ -7,8 +7,9 @@ changed at runtime in process (``app.state.control``) or over HTTP:
 
 * ``GET /_control`` — the current settings;
 * ``POST /_control`` — ``{"delay_s": 1.5, "error_rate": 0.5, "null_features": [...],
-  "constant_features": {...}, "reset": true}`` (fields left out are unchanged; ``reset`` first
-  restores the defaults);
+  "null_share": 0.6, "constant_features": {...}, "reset": true}`` (fields left out are
+  unchanged; ``reset`` first restores the defaults; ``null_share`` is the share of lookups whose
+  ``null_features`` come back null, 1.0 by default);
 * ``GET /health`` — ``{"status": "ok", "service": "feature-service", "seed": 0}``.
 
 Failures are deterministic: with ``error_rate=0.25`` exactly every fourth request fails.
@@ -49,9 +50,12 @@ class FeatureControl:
     error_rate: float = 0.0
     error_status: int = 500
     null_features: list[str] = field(default_factory=list)
+    #: share of lookups whose ``null_features`` come back null (spread evenly; 1.0 = all)
+    null_share: float = 1.0
     constant_features: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _served: int = field(default=0, repr=False, compare=False)
+    _nulled: int = field(default=0, repr=False, compare=False)
 
     def should_fail(self) -> bool:
         """Count one request; True when it is one of the ``error_rate`` share that fails."""
@@ -61,6 +65,14 @@ class FeatureControl:
         rate = min(max(self.error_rate, 0.0), 1.0)
         return math.floor((i + 1) * rate) > math.floor(i * rate)
 
+    def should_null(self) -> bool:
+        """Count one lookup with null features on; True when it is one of the ``null_share``."""
+        with self._lock:
+            i = self._nulled
+            self._nulled += 1
+        share = min(max(self.null_share, 0.0), 1.0)
+        return math.floor((i + 1) * share) > math.floor(i * share)
+
     def as_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready data."""
         return {
@@ -68,13 +80,14 @@ class FeatureControl:
             "error_rate": self.error_rate,
             "error_status": self.error_status,
             "null_features": list(self.null_features),
+            "null_share": self.null_share,
             "constant_features": dict(self.constant_features),
         }
 
     def reset(self) -> None:
         """Back to a healthy service with no extra latency."""
         self.delay_s, self.error_rate, self.error_status = 0.0, 0.0, 500
-        self.null_features, self.constant_features = [], {}
+        self.null_features, self.constant_features, self.null_share = [], {}, 1.0
 
 
 class ControlUpdate(BaseModel):
@@ -85,6 +98,7 @@ class ControlUpdate(BaseModel):
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     error_status: int | None = Field(default=None, ge=400, le=599)
     null_features: list[str] | None = None
+    null_share: float | None = Field(default=None, ge=0.0, le=1.0)
     constant_features: dict[str, float] | None = None
 
 
@@ -132,7 +146,7 @@ def create_app(
         for name, value in ctl.constant_features.items():
             if name in profile:
                 profile[name] = value
-        for name in ctl.null_features:
+        for name in ctl.null_features if ctl.null_features and ctl.should_null() else ():
             if name in profile:
                 profile[name] = None
         return {"user_id": user_id, "features": profile}

@@ -6,8 +6,9 @@ Routes:
   ``{"status": "client_error", "message": ..., "detail": [...]}`` with 422 for a malformed body,
   502/504 when the feature service fails or times out, 503 when inference fails;
 * ``GET /health`` — model name and version, and the feature service URL it calls;
-* ``GET /_control`` / ``POST /_control`` — ``{"inference_error": "CUDA out of memory", "reset":
-  true}``: make inference fail (the GPU-leak scenario's out-of-memory state) or recover.
+* ``GET /_control`` / ``POST /_control`` — ``{"inference_error": "CUDA out of memory",
+  "inference_error_share": 0.3, "reset": true}``: make inference fail (all of it, or the share
+  given: the GPU-leak scenario's out-of-memory state) or recover.
 
 The feature service is called with ``requests`` (one module-level ``requests.Session``), so
 OpenTelemetry's requests instrumentation and ``inject(headers)`` apply. Every response carries
@@ -20,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -93,18 +95,30 @@ class PredictResponse(BaseModel):
 
 @dataclass
 class GatewayControl:
-    """Runtime faults of the gateway itself; ``inference_error`` makes every inference fail."""
+    """Runtime faults of the gateway itself; ``inference_error`` makes inferences fail (all of
+    them, or the share ``inference_error_share``, spread evenly over the requests)."""
 
     inference_error: str | None = None
+    inference_error_share: float = 1.0
+    _served: int = 0
+
+    def should_fail(self) -> bool:
+        """Count one inference; True when it is one of the failing share."""
+        if not self.inference_error:
+            return False
+        i, self._served = self._served, self._served + 1
+        share = min(max(self.inference_error_share, 0.0), 1.0)
+        return math.floor((i + 1) * share) > math.floor(i * share)
 
     def reset(self) -> None:
         """Back to healthy inference."""
-        self.inference_error = None
+        self.inference_error, self.inference_error_share, self._served = None, 1.0, 0
 
 
 class _ControlUpdate(BaseModel):
     reset: bool = False
     inference_error: str | None = None
+    inference_error_share: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class _StampStart:
@@ -196,7 +210,7 @@ def create_app(
         return features
 
     def infer(features: Mapping[str, Any]) -> Prediction:
-        if ctl.inference_error:
+        if ctl.should_fail():
             raise InferenceError(
                 f"inference failed: {ctl.inference_error}. "
                 "Hint: the GPU is out of memory; restart the worker or reset the GPU source."
@@ -322,9 +336,15 @@ def create_app(
             "feature_url": base_url,
         }
 
+    def control_state() -> dict[str, Any]:
+        return {
+            "inference_error": ctl.inference_error,
+            "inference_error_share": ctl.inference_error_share,
+        }
+
     @app.get("/_control")
     def get_control() -> dict[str, Any]:
-        return {"inference_error": ctl.inference_error}
+        return control_state()
 
     @app.post("/_control")
     def set_control(update: _ControlUpdate) -> dict[str, Any]:
@@ -332,7 +352,9 @@ def create_app(
             ctl.reset()
         if update.inference_error is not None:
             ctl.inference_error = update.inference_error or None
-        return {"inference_error": ctl.inference_error}
+        if update.inference_error_share is not None:
+            ctl.inference_error_share = update.inference_error_share
+        return control_state()
 
     for fn in h.on_create:
         fn(app)

@@ -13,18 +13,20 @@ Scenarios (:data:`SCENARIOS`; parameters in :class:`Scenario`):
 * ``steady`` — nothing changes;
 * ``latency_spike`` — the feature service sleeps ``delay_s`` per lookup during the effect;
 * ``error_burst`` — a share ``error_rate`` of lookups fail (the gateway answers 502);
-* ``feature_pipeline_failure`` — the feature service returns nulls / a constant for some
-  profile features; the gateway still answers 200 (imputation hides it) — a silent failure;
+* ``feature_pipeline_failure`` — the feature service returns nulls (for all lookups, or the
+  share ``null_share``) / a constant for some profile features; the gateway still answers 200
+  (imputation hides it) — a silent failure;
 * ``covariate_drift`` — the transactions sent are drawn from shifted distributions;
 * ``concept_drift`` — inputs unchanged, but the true labels follow a different rule, so accuracy
   on the delayed labels drops;
 * ``gpu_memory_leak`` — the GPU source's framebuffer grows at ``leak_mib_per_s`` until it is
   full; from then on the gateway's inference fails with a simulated CUDA out-of-memory (503),
-  as a real worker would.
+  as a real worker would — every inference, or the share ``oom_error_share`` (a worker pool
+  where only some workers hold the leaked memory).
 
 Every effect is undone when the run ends (unless ``restore=False``). Runs are bounded (at most
 :data:`MAX_DURATION_S` seconds and :data:`MAX_REQUESTS` requests) and only loopback targets are
-accepted.
+accepted. A run can be ended early from another thread with ``stop=threading.Event()``.
 
 Example:
     >>> truth = run_traffic(url, scenario="error_burst", rate=50, requests=200)  # doctest: +SKIP
@@ -108,8 +110,10 @@ class Scenario:
         error_rate: error_burst: share of feature lookups that fail.
         null_features / constant_features: feature_pipeline_failure: profile features returned as
             null / as a constant.
+        null_share: feature_pipeline_failure: share of lookups whose ``null_features`` are null.
         shifts: covariate_drift: per transaction feature, ``negligible``/``small``/``large``.
         leak_mib_per_s: gpu_memory_leak: growth rate (``None`` = fill the GPU by 80% of the run).
+        oom_error_share: gpu_memory_leak: share of inferences failing once the GPU is full.
     """
 
     name: str = "steady"
@@ -121,6 +125,8 @@ class Scenario:
     constant_features: Mapping[str, float] = field(default_factory=dict)
     shifts: Mapping[str, str] = field(default_factory=dict)
     leak_mib_per_s: float | None = None
+    null_share: float = 1.0
+    oom_error_share: float = 1.0
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> Scenario:
@@ -162,6 +168,15 @@ class Scenario:
                 f"scenario {self.name}: start={self.start}, end={self.end} must satisfy "
                 "0 <= start <= end <= 1. Hint: they are fractions of the run."
             )
+        for what, share in (
+            ("null_share", self.null_share),
+            ("oom_error_share", self.oom_error_share),
+        ):
+            if not 0.0 < share <= 1.0:
+                raise ScenarioError(
+                    f"scenario {self.name}: {what}={share} is not a share in (0, 1]. "
+                    "Hint: 0.6 means 60% of the requests."
+                )
         for feature, size in self.shifts.items():
             if feature not in TRANSACTION_FEATURES:
                 raise ScenarioError(
@@ -525,6 +540,7 @@ class _Effects:
                 {
                     "null_features": list(s.null_features),
                     "constant_features": dict(s.constant_features),
+                    **({"null_share": s.null_share} if s.null_share != 1.0 else {}),
                 },
             )
         elif s.name == "gpu_memory_leak":
@@ -548,7 +564,14 @@ class _Effects:
                 continue
             if state.get("oom"):
                 self.oom_at = time.time()
-                self._post(f"{self.gateway_url}/_control", {"inference_error": _OOM_MESSAGE})
+                share = self.s.oom_error_share
+                self._post(
+                    f"{self.gateway_url}/_control",
+                    {
+                        "inference_error": _OOM_MESSAGE,
+                        **({"inference_error_share": share} if share != 1.0 else {}),
+                    },
+                )
                 return
 
     def off(self) -> None:
@@ -595,6 +618,7 @@ def run_traffic(
     timeout_s: float = 10.0,
     restore: bool = True,
     headers: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> GroundTruth:
     """Drive ``gateway_url`` with ``scenario`` and return the ground truth.
 
@@ -611,6 +635,7 @@ def run_traffic(
         timeout_s: per-request timeout.
         restore: undo the scenario's effects at the end.
         headers: extra headers on every request.
+        stop: when set (from another thread), no further request is sent; the run ends early.
 
     Raises:
         TrafficError: non-loopback target, a bound over the caps, services not answering.
@@ -719,6 +744,8 @@ def run_traffic(
                 due = t0 + i / rate
                 now = time.perf_counter()
                 if duration_s is not None and now - t0 >= duration_s:
+                    break
+                if stop is not None and stop.is_set():
                     break
                 if due > now:
                     time.sleep(due - now)
