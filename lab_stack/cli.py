@@ -14,6 +14,7 @@ from rich.table import Table
 
 from lab_stack import doctor as doctor_module
 from lab_stack.errors import LabError
+from lab_stack.native import HOST_MODULE
 from lab_stack.readiness import tail
 from lab_stack.settings import Settings
 from lab_stack.stack import connect, down, up
@@ -56,7 +57,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 @main.command("up")
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "native", "docker"]),
+    type=click.Choice(["auto", "native", "docker", "attach"]),
     default=None,
     help="Override LAB_BACKEND.",
 )
@@ -136,8 +137,14 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         for column in ("component", "state", "url", "pid"):
             table.add_column(column)
         colours = {"ready": "green", "running": "yellow", "stopped": "red"}
+        hosted = {
+            name for name, record in stack.state.components.items() if HOST_MODULE in record.command
+        }
         for r in rows:
-            table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", r.url, str(r.pid or ""))
+            pid = str(r.pid or "")
+            if r.name in hosted and pid:
+                pid += " (shared host)"  # the embedded servers share one Python process
+            table.add_row(r.name, f"[{colours[r.state]}]{r.state}[/]", r.url, pid)
         console.print(table)
     sys.exit(0 if all(r.state == "ready" for r in rows) else 1)
 
@@ -260,6 +267,95 @@ def images_build(ctx: click.Context, force: bool) -> None:
         _fail(exc)
     for r in results:
         console.print(f"  {'built  ' if r.built else 'cached '} {r.image}  ({r.seconds:.1f} s)")
+
+
+@main.group("k8s")
+def k8s_group() -> None:
+    """Kubernetes manifests rendered from the stack's specs (JupyterHub pods, grading Jobs)."""
+
+
+@k8s_group.command("render")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the manifests to.",
+)
+@click.option(
+    "--class-size", default=30, show_default=True, help="Submissions to grade (Job completions)."
+)
+@click.option("--parallelism", default=10, show_default=True, help="Grading pods at once.")
+@click.option("--assignment", default="02", show_default=True, help="What the grading Job grades.")
+@click.option(
+    "--image",
+    default="ml-observability-workbook:0.1.0",
+    show_default=True,
+    help="Course image of the notebook and grading containers (the project installed, promtool/amtool).",
+)
+@click.option(
+    "--images",
+    type=click.Choice(["upstream", "local"]),
+    default="upstream",
+    show_default=True,
+    help="Component images: the pinned upstream ones, or those of `lab images build`.",
+)
+@click.option("--registry", default="", help="Where the localhost/lab/... images were pushed.")
+@click.option("--namespace", default="", help="Namespace of the ConfigMap and Jobs.")
+@click.option("--pvc", default="course", show_default=True, help="PVC with submitted/ and graded/.")
+@click.option("--grafana", is_flag=True, help="Add Grafana to each pod's stack.")
+def k8s_render(
+    out: Path,
+    class_size: int,
+    parallelism: int,
+    assignment: str,
+    image: str,
+    images: str,
+    registry: str,
+    namespace: str,
+    pvc: str,
+    grafana: bool,
+) -> None:
+    """Write the ConfigMap, the JupyterHub values file and the grading Jobs under OUT."""
+    from lab_stack.k8s import K8sOptions, write
+
+    try:
+        options = K8sOptions(
+            class_size=class_size,
+            parallelism=parallelism,
+            assignment=assignment,
+            image=image,
+            images=images,  # type: ignore[arg-type]
+            registry=registry,
+            namespace=namespace,
+            pvc=pvc,
+            grafana=grafana,
+        )
+        written = write(out, options)
+    except LabError as exc:
+        _fail(exc)
+    for path in written:
+        console.print(f"  wrote {path}")
+    console.print(
+        "validate with `lab k8s validate "
+        f"{out}`; not run on a cluster here (see the README's Kubernetes section)."
+    )
+
+
+@k8s_group.command("validate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def k8s_validate(directory: Path) -> None:
+    """Check every manifest under DIRECTORY against the Kubernetes schemas (offline)."""
+    from lab_stack.k8s.validate import kubernetes_versions, validate_directory
+
+    try:
+        checked = validate_directory(directory)
+        versions = kubernetes_versions()
+    except LabError as exc:
+        _fail(exc)
+    for line in checked:
+        console.print(f"  [green]valid[/] {line}")
+    console.print(f"valid against Kubernetes {' and '.join(versions)} (strict schemas)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,6 +42,22 @@ class ReadyCheck:
     hint: str = "run `lab doctor`, or read the log with `lab logs NAME`"
 
 
+#: Seconds between two probes of a component that is not ready yet.
+POLL_INTERVAL_S = 0.01
+#: Seconds between two HTTP probes once the port accepts connections but answers "not ready".
+HTTP_POLL_INTERVAL_S = 0.02
+
+
+def _port_open(url: str) -> bool:
+    """True when the URL's TCP port accepts a connection (a refused connect costs microseconds)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), 0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _probe(client: httpx.Client, url: str) -> bool:
     try:
         return client.get(url).status_code == 200
@@ -47,34 +65,41 @@ def _probe(client: httpx.Client, url: str) -> bool:
         return False
 
 
-def _wait_one(check: ReadyCheck, timeout: float, on_ready: Callable[[str, float], None]) -> float:
+def _wait_one(
+    check: ReadyCheck,
+    timeout: float,
+    on_ready: Callable[[str, float], None],
+    client: httpx.Client,
+) -> float:
     started = time.monotonic()
     deadline = started + timeout
-    delay = 0.02
-    with httpx.Client(timeout=1.0, trust_env=False) as client:
-        while True:
+    while True:
+        # Poll the port cheaply and often; ask over HTTP only once something listens there.
+        if _port_open(check.url):
             if _probe(client, check.url):
                 elapsed = time.monotonic() - started
                 on_ready(check.name, elapsed)
                 return elapsed
-            reason = check.dead()
-            if reason is not None:
-                error = StartupError(
-                    f"{check.name} stopped before it was ready ({reason}). "
-                    f"Hint: {check.hint.replace('NAME', check.name)}."
-                )
-                _attach_log(error, check)
-                raise error
-            if time.monotonic() >= deadline:
-                error = StartupError(
-                    f"{check.name} was not ready at {check.url} after {timeout:.0f} s. "
-                    f"Hint: {check.hint.replace('NAME', check.name)}; a slow machine may need "
-                    "LAB_STARTUP_TIMEOUT=60."
-                )
-                _attach_log(error, check)
-                raise error
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            delay = HTTP_POLL_INTERVAL_S
+        else:
+            delay = POLL_INTERVAL_S
+        reason = check.dead()
+        if reason is not None:
+            error = StartupError(
+                f"{check.name} stopped before it was ready ({reason}). "
+                f"Hint: {check.hint.replace('NAME', check.name)}."
+            )
+            _attach_log(error, check)
+            raise error
+        if time.monotonic() >= deadline:
+            error = StartupError(
+                f"{check.name} was not ready at {check.url} after {timeout:.0f} s. "
+                f"Hint: {check.hint.replace('NAME', check.name)}; a slow machine may need "
+                "LAB_STARTUP_TIMEOUT=60."
+            )
+            _attach_log(error, check)
+            raise error
+        time.sleep(delay)
 
 
 def _attach_log(error: StartupError, check: ReadyCheck) -> None:
@@ -99,8 +124,15 @@ def wait_ready(
         return {}
     results: dict[str, float] = {}
     errors: list[StartupError] = []
-    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-        futures = {pool.submit(_wait_one, check, timeout, on_ready): check for check in checks}
+    # One client for every check: readiness URLs are plain HTTP on loopback, and an httpx client
+    # that verifies TLS loads the CA bundle when it is made (tens of ms each, on the start path).
+    with (
+        httpx.Client(timeout=1.0, trust_env=False, verify=False) as client,
+        ThreadPoolExecutor(max_workers=len(checks)) as pool,
+    ):
+        futures = {
+            pool.submit(_wait_one, check, timeout, on_ready, client): check for check in checks
+        }
         for future, check in futures.items():
             try:
                 results[check.name] = future.result()

@@ -1,4 +1,7 @@
-"""Command line of the notification sinks: ``python -m lab_stack.sinks --http-port P ...``."""
+"""Command line of the notification sinks: ``python -m lab_stack.sinks --http-port P ...``.
+
+:func:`run` is the same sinks as a coroutine, for :mod:`lab_stack.embedded.host`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -13,11 +17,11 @@ import structlog
 from lab_stack.settings import HOST
 from lab_stack.sinks.app import serve
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "run"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, configure logging to stderr and run the sinks."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m lab_stack.sinks``."""
     parser = argparse.ArgumentParser(
         prog="python -m lab_stack.sinks",
         description="Webhook, Slack and SMTP notification sinks for Alertmanager.",
@@ -26,7 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port", type=int, default=9095, help="HTTP port (0 = any free)")
     parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP port (0 = any free)")
     parser.add_argument("--data-dir", type=Path, required=True, help="where notifications persist")
-    args = parser.parse_args(argv)
+    return parser
+
+
+async def run(argv: Sequence[str], stop: asyncio.Event) -> None:
+    """Serve the sinks until ``stop`` is set."""
+    args = build_parser().parse_args(list(argv))
+    await serve(
+        host=args.host,
+        http_port=args.http_port,
+        smtp_port=args.smtp_port,
+        data_dir=args.data_dir,
+        stop=stop,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, configure logging to stderr and run the sinks."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
     structlog.configure(
         processors=[

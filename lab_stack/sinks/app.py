@@ -16,19 +16,15 @@ an email is its first recipient.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.policy
 import json
 import signal
-import socket
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import structlog
-import uvicorn
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
@@ -36,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from lab_stack.embedded.hosting import bind_socket, serve_app
 from lab_stack.sinks.store import KINDS, NotificationStore
 
 __all__ = ["MAX_BODY_BYTES", "SinkMetrics", "SmtpHandler", "create_app", "parse_email", "serve"]
@@ -237,30 +234,46 @@ class SmtpHandler:
         return "250 Message accepted for delivery"
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # Signals are handled by serve(): uvicorn's own capture re-raises SIGTERM after a graceful
-        # shutdown, which would turn a clean exit into "killed by SIGTERM".
-        yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-async def serve(*, host: str, http_port: int, smtp_port: int, data_dir: Path) -> None:
-    """Run the HTTP and SMTP sinks until SIGTERM or SIGINT."""
+async def serve(
+    *,
+    host: str,
+    http_port: int,
+    smtp_port: int,
+    data_dir: Path,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the HTTP and SMTP sinks until ``stop`` is set (None: until SIGTERM or SIGINT)."""
     store = NotificationStore(data_dir)
+    try:
+        await _serve(
+            store, host=host, http_port=http_port, smtp_port=smtp_port, data_dir=data_dir, stop=stop
+        )
+    finally:
+        store.close()
+        _log.info("sinks stopped")
+
+
+async def _serve(
+    store: NotificationStore,
+    *,
+    host: str,
+    http_port: int,
+    smtp_port: int,
+    data_dir: Path,
+    stop: asyncio.Event | None,
+) -> None:
     metrics = SinkMetrics(store)
     loop = asyncio.get_running_loop()
-    http_sock = _bind(host, http_port)
-    smtp_sock = _bind(host, smtp_port)
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    http_sock = bind_socket(host, http_port, backlog=128)
+    try:
+        smtp_sock = bind_socket(host, smtp_port, backlog=128)
+    except OSError:
+        http_sock.close()
+        raise
     handler = SmtpHandler(store, metrics)
     smtp_server = await loop.create_server(
         lambda: SMTP(
@@ -272,20 +285,6 @@ async def serve(*, host: str, http_port: int, smtp_port: int, data_dir: Path) ->
         ),
         sock=smtp_sock,
     )
-    config = uvicorn.Config(
-        create_app(store, metrics),
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = _Server(config)
-
-    def stop() -> None:
-        server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
     _log.info(
         "sinks listening",
         host=host,
@@ -294,9 +293,15 @@ async def serve(*, host: str, http_port: int, smtp_port: int, data_dir: Path) ->
         data_dir=str(data_dir),
     )
     try:
-        await server.serve(sockets=[http_sock])
+        await serve_app(
+            create_app(store, metrics),
+            [http_sock],
+            stop,
+            name="notification sinks",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
     finally:
         smtp_server.close()
         await smtp_server.wait_closed()
-        store.close()
-        _log.info("sinks stopped")
+        http_sock.close()

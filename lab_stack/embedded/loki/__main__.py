@@ -1,26 +1,24 @@
 """Run the embedded Loki: ``python -m lab_stack.embedded.loki --port 3100 --data-dir DIR``.
 
-Logs go to stderr as JSON lines; SIGTERM (and Ctrl-C) stop it cleanly.
+Logs go to stderr as JSON lines; SIGTERM (and Ctrl-C) stop it cleanly. :func:`run` is the same
+server as a coroutine, for :mod:`lab_stack.embedded.host`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import logging
-import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 import structlog
-import uvicorn
 
+from lab_stack.embedded.hosting import bind_socket, run_standalone, serve_app
 from lab_stack.settings import HOST, Settings
 
-from .server import create_app
-
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "run"]
 
 
 def _configure_logging() -> None:
@@ -35,8 +33,8 @@ def _configure_logging() -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and serve until SIGTERM."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m lab_stack.embedded.loki``."""
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m lab_stack.embedded.loki", description=__doc__)
     parser.add_argument("--host", default=HOST, help="address to bind (default %(default)s)")
@@ -62,36 +60,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fsync", action="store_true", help="fsync every push (survives power loss)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+async def run(argv: Sequence[str], stop: asyncio.Event) -> None:
+    """Serve the embedded Loki until ``stop`` is set (the store is replayed by the lifespan)."""
+    from lab_stack.embedded.loki.server import create_app
+
+    args = build_parser().parse_args(list(argv))
+    sock = bind_socket(args.host, args.port)
+    try:
+        app = create_app(
+            data_dir=args.data_dir,
+            retention_s=args.retention_seconds,
+            retention_bytes=args.retention_bytes,
+            fsync=args.fsync,
+        )
+        await serve_app(app, [sock], stop, name="embedded Loki", timeout_graceful_shutdown=5)
+    finally:
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until SIGTERM."""
     _configure_logging()
-    app = create_app(
-        data_dir=args.data_dir,
-        retention_s=args.retention_seconds,
-        retention_bytes=args.retention_bytes,
-        fsync=args.fsync,
-    )
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        workers=1,
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        server.should_exit = True
-
-    # uvicorn re-raises SIGTERM after its shutdown (exit status -15); handling the signal
-    # ourselves lets the lifespan close the segment log and the process exit 0.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    server.run()
-    return 0
+    try:
+        return run_standalone(run, argv)
+    except OSError as exc:
+        structlog.get_logger("lab_stack.embedded.loki").error(
+            "cannot start", error=str(exc), hint="pick a free port or stop what holds it"
+        )
+        return 1
 
 
 if __name__ == "__main__":

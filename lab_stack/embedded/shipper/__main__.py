@@ -1,4 +1,7 @@
-"""Command line of the log shipper: ``python -m lab_stack.embedded.shipper --config FILE``."""
+"""Command line of the log shipper: ``python -m lab_stack.embedded.shipper --config FILE``.
+
+:func:`run` is the same shipper as a coroutine, for :mod:`lab_stack.embedded.host`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -14,11 +18,11 @@ from lab_stack.embedded.shipper.config import load_config
 from lab_stack.embedded.shipper.server import serve
 from lab_stack.errors import ConfigError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "run"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, check the config, then run the shipper (or only check it)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m lab_stack.embedded.shipper``."""
     parser = argparse.ArgumentParser(
         prog="python -m lab_stack.embedded.shipper",
         description="Tail log files named by a Promtail-style YAML and push them to Loki.",
@@ -26,7 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", "-config.file", dest="config", type=Path, required=True)
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--host", default=None, help="override server.http_listen_address")
-    args = parser.parse_args(argv)
+    return parser
+
+
+async def run(argv: Sequence[str], stop: asyncio.Event) -> None:
+    """Ship the files named by ``--config`` until ``stop`` is set.
+
+    Raises:
+        ConfigError: the config file is invalid.
+        OSError: the HTTP port cannot be bound.
+    """
+    args = build_parser().parse_args(list(argv))
+    await serve(load_config(args.config, host=args.host), stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, check the config, then run the shipper (or only check it)."""
+    args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, host=args.host)
     except ConfigError as exc:

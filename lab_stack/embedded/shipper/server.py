@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import socket
-from collections.abc import Iterator
 
 import structlog
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from lab_stack.embedded.hosting import bind_socket, serve_app, wait_stopped
 from lab_stack.embedded.shipper.config import ShipperConfig
 from lab_stack.embedded.shipper.shipper import Shipper
 
@@ -43,46 +40,41 @@ def create_app(shipper: Shipper) -> Starlette:
     )
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # serve() handles the signals; uvicorn's capture would re-raise SIGTERM after shutdown.
-        yield
-
-
-async def serve(config: ShipperConfig) -> None:
-    """Run the shipper and its HTTP server until SIGTERM or SIGINT."""
+async def serve(config: ShipperConfig, stop: asyncio.Event | None = None) -> None:
+    """Run the shipper and its HTTP server until ``stop`` is set (None: until SIGTERM or SIGINT)."""
     shipper = Shipper(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.http_listen_address, config.http_listen_port))
-    sock.listen(128)
-    sock.setblocking(False)
-    server = _Server(
-        uvicorn.Config(
-            create_app(shipper),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-    )
+    sock = bind_socket(config.http_listen_address, config.http_listen_port, backlog=128)
     loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        shipper.stop()
-        server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     _log.info(
         "shipper listening",
         host=config.http_listen_address,
         http_port=sock.getsockname()[1],
     )
-    web = asyncio.create_task(server.serve(sockets=[sock]))
+    web_stop = asyncio.Event()
+    web = asyncio.create_task(
+        serve_app(
+            create_app(shipper),
+            [sock],
+            web_stop,
+            name="log shipper",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    engine = asyncio.create_task(shipper.run())
     try:
-        await shipper.run()
+        await wait_stopped(stop, engine, web)
     finally:
-        server.should_exit = True
-        await web
+        shipper.stop()
+        try:
+            await engine
+        finally:
+            web_stop.set()
+            try:
+                await web
+            finally:
+                sock.close()

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 import structlog
-import uvicorn
 
-from lab_stack.embedded.tempo.server import ServerConfig, bind_socket, create_app
+from lab_stack.embedded.hosting import bind_socket, run_standalone, serve_app
+from lab_stack.embedded.tempo.server import ServerConfig, create_app
 from lab_stack.embedded.tempo.store import TraceStore
 from lab_stack.settings import HOST, Settings
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 log = structlog.get_logger("lab_stack.embedded.tempo")
 
@@ -69,61 +68,59 @@ def _configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
 
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    log.info("signal after shutdown", signal=signum)
+async def run(argv: Sequence[str], stop: asyncio.Event) -> None:
+    """Replay the store, then serve Tempo's HTTP API, OTLP/HTTP and OTLP/gRPC until ``stop``."""
+    args = build_parser().parse_args(list(argv))
+    ports = {args.http_port, args.otlp_http_port}
+    sockets = [bind_socket(args.host, port) for port in sorted(ports)]
+    store = None
+    try:
+        began = time.monotonic()
+        store = TraceStore(
+            args.data_dir / "segments",
+            retention_s=args.retention_seconds,
+            retention_bytes=args.retention_bytes,
+        )
+        spans = store.replay()
+        log.info(
+            "replayed",
+            spans=spans,
+            traces=store.trace_count,
+            seconds=round(time.monotonic() - began, 3),
+            data_dir=str(args.data_dir),
+        )
+        config = ServerConfig(max_request_bytes=args.max_request_bytes)
+        app = create_app(store, config=config, grpc_address=(args.host, args.otlp_grpc_port))
+        log.info(
+            "tempo listening",
+            http=f"{args.host}:{args.http_port}",
+            otlp_http=f"{args.host}:{args.otlp_http_port}",
+            otlp_grpc=f"{args.host}:{args.otlp_grpc_port}",
+        )
+        await serve_app(
+            app,
+            sockets,
+            stop,
+            name="embedded Tempo",
+            h11_max_incomplete_event_size=64 * 1024,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        if store is not None:
+            store.close()
+        for sock in sockets:
+            sock.close()
+    log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; return the exit status."""
-    args = build_parser().parse_args(argv)
     _configure_logging()
-    ports = {args.http_port, args.otlp_http_port}
     try:
-        sockets = [bind_socket(args.host, port) for port in sorted(ports)]
+        return run_standalone(run, argv)
     except OSError as exc:
-        log.error("cannot bind", host=args.host, ports=sorted(ports), error=str(exc))
+        log.error("cannot start", error=str(exc))
         return 1
-    began = time.monotonic()
-    store = TraceStore(
-        args.data_dir / "segments",
-        retention_s=args.retention_seconds,
-        retention_bytes=args.retention_bytes,
-    )
-    spans = store.replay()
-    log.info(
-        "replayed",
-        spans=spans,
-        traces=store.trace_count,
-        seconds=round(time.monotonic() - began, 3),
-        data_dir=str(args.data_dir),
-    )
-    config = ServerConfig(max_request_bytes=args.max_request_bytes)
-    app = create_app(store, config=config, grpc_address=(args.host, args.otlp_grpc_port))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            h11_max_incomplete_event_size=64 * 1024,
-            timeout_graceful_shutdown=5,
-        )
-    )
-    log.info(
-        "tempo listening",
-        http=f"{args.host}:{args.http_port}",
-        otlp_http=f"{args.host}:{args.otlp_http_port}",
-        otlp_grpc=f"{args.host}:{args.otlp_grpc_port}",
-    )
-    # uvicorn re-raises the signal it caught once it has shut down; these handlers receive that
-    # re-raise, so that a SIGTERM ends the process with status 0 after a clean shutdown.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _ignore_signal)
-    try:
-        server.run(sockets=sockets)
-    finally:
-        store.close()
-        for sock in sockets:
-            sock.close()
-    log.info("stopped")
-    return 0 if server.started else 1
+    except RuntimeError as exc:
+        log.error("stopped", error=str(exc))
+        return 1

@@ -356,7 +356,10 @@ def create_app(
         Route("/api/status/buildinfo", buildinfo, methods=["GET"]),
         Route("/metrics", prometheus_metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    # No redirect to a slash-less path: Tempo answers 404 there (and `0%2F` is no trace id).
+    app.router.redirect_slashes = False
+    return app
 
 
 def create_grpc_server(
