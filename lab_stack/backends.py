@@ -1,4 +1,4 @@
-"""Which backend runs the stack: ``LAB_BACKEND=auto|native|docker``.
+"""Which backend runs the stack: ``LAB_BACKEND=auto|native|docker|attach``.
 
 ``auto`` picks docker only when a real Docker engine answers (``DOCKER_HOST`` or the default
 socket). ``docker`` also accepts the project's podman service (``lab engine up``).
@@ -34,13 +34,13 @@ def engine_answers(settings: Settings, *, timeout: float = 10.0) -> bool:
 
 
 def resolve_backend(settings: Settings) -> str:
-    """``native`` or ``docker`` for these settings.
+    """``native``, ``docker`` or ``attach`` (:mod:`lab_stack.attach`) for these settings.
 
     Raises:
         EngineUnavailable: ``docker`` was asked for and no engine answers.
     """
-    if settings.backend == "native":
-        return "native"
+    if settings.backend in ("native", "attach"):
+        return settings.backend
     if settings.backend == "docker":
         if engine_answers(settings) or (not settings.docker_host and Engine(settings).answers()):
             return "docker"

@@ -28,7 +28,7 @@ HOST = "127.0.0.1"
 #: The repository root (the folder holding ``lab_stack/``).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-Backend = Literal["auto", "native", "docker"]
+Backend = Literal["auto", "native", "docker", "attach"]
 Images = Literal["auto", "upstream", "local"]
 
 
@@ -63,7 +63,8 @@ class Settings:
 
     Attributes:
         home: folder for the stack's state, logs and data (``LAB_HOME``, default ``./.lab``).
-        backend: ``auto`` (docker when an engine answers, else native), ``native`` or ``docker``.
+        backend: ``auto`` (docker when an engine answers, else native), ``native``, ``docker`` or
+            ``attach`` (components already run, e.g. a pod's sidecars: start none).
         images: which container images the docker backend uses: ``upstream`` (the module's pinned
             images), ``local`` (built here by ``lab images build``) or ``auto``.
         startup_timeout: seconds a component may take to become ready (``LAB_STARTUP_TIMEOUT``).
@@ -100,7 +101,7 @@ class Settings:
             kwargs["home"] = Path(env["LAB_HOME"]).expanduser().resolve()
         if env.get("LAB_BACKEND"):
             kwargs["backend"] = _choice(
-                "LAB_BACKEND", env["LAB_BACKEND"], ("auto", "native", "docker")
+                "LAB_BACKEND", env["LAB_BACKEND"], ("auto", "native", "docker", "attach")
             )
         if env.get("LAB_IMAGES"):
             kwargs["images"] = _choice(

@@ -46,6 +46,7 @@ from lab_stack.settings import HOST, Settings, get_settings
 from lab_stack.state import ComponentState, StackState, load_state, save_state
 
 if TYPE_CHECKING:
+    from lab_stack.attach import AttachRunner
     from lab_stack.clients import (
         AlertmanagerClient,
         LokiClient,
@@ -82,6 +83,19 @@ def _locked(home: Path) -> Iterator[None]:
     """Serialise changes to one stack (two terminals running `lab up` at once)."""
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _file_sd_locked(path: Path) -> Iterator[None]:
+    """Serialise read-modify-writes of one file_sd file (kernels graded at once on one stack)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-file beside it: Prometheus's file_sd glob (*.json) never reads it.
+    with open(path.parent / f".{path.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -197,7 +211,11 @@ class Stack:
             return DockerPlacement(ports)
         return NativePlacement(self.settings, ports)
 
-    def _runner(self) -> NativeBackend | DockerRunner:
+    def _runner(self) -> NativeBackend | DockerRunner | AttachRunner:
+        if self.state.backend == "attach":
+            from lab_stack.attach import AttachRunner
+
+            return AttachRunner(self.settings)
         if self.state.backend == "docker":
             from lab_stack.docker_backend import DockerRunner
 
@@ -281,24 +299,26 @@ class Stack:
             target_labels["__scheme__"] = "https"
         address = f"{parts.hostname}:{parts.port}"
         path = self.file_sd_dir / f"{job}.json"
-        groups = self._read_file_sd(path)
-        groups = [g for g in groups if address not in g.get("targets", [])]
-        groups.append({"targets": [address], "labels": target_labels})
-        _write_if_changed(path, json.dumps(groups, indent=2))
+        with _file_sd_locked(path):
+            groups = self._read_file_sd(path)
+            groups = [g for g in groups if address not in g.get("targets", [])]
+            groups.append({"targets": [address], "labels": target_labels})
+            _write_if_changed(path, json.dumps(groups, indent=2))
 
     def unregister_target(self, job: str, url: str | None = None) -> None:
         """Stop scraping ``url`` (or every URL) of ``job``."""
         path = self.file_sd_dir / f"{job}.json"
-        if url is None:
-            path.unlink(missing_ok=True)
-            return
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        address = f"{parts.hostname}:{parts.port}"
-        groups = [g for g in self._read_file_sd(path) if address not in g.get("targets", [])]
-        if groups:
-            _write_if_changed(path, json.dumps(groups, indent=2))
-        else:
-            path.unlink(missing_ok=True)
+        with _file_sd_locked(path):
+            if url is None:
+                path.unlink(missing_ok=True)
+                return
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            address = f"{parts.hostname}:{parts.port}"
+            groups = [g for g in self._read_file_sd(path) if address not in g.get("targets", [])]
+            if groups:
+                _write_if_changed(path, json.dumps(groups, indent=2))
+            else:
+                path.unlink(missing_ok=True)
 
     def targets(self) -> dict[str, list[dict[str, Any]]]:
         """Registered file_sd targets by job."""
@@ -625,7 +645,12 @@ def up(
     if settings.backend == "auto" and recorded is not None:
         # A stack already runs here: `up` keeps it on its backend rather than guessing again.
         settings = settings.with_(backend=recorded.backend)
-    if resolve_backend(settings) == "docker":
+    resolved = resolve_backend(settings)
+    if resolved == "attach":
+        from lab_stack.attach import attach_up
+
+        return attach_up(settings=settings, components=components, on_event=on_event)
+    if resolved == "docker":
         from lab_stack.docker_backend import docker_up
 
         return docker_up(
