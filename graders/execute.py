@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -86,7 +87,8 @@ class Execution:
 
 
 class _GradingClient(NotebookClient):  # type: ignore[misc]
-    """nbclient with an output budget: past it, outputs are dropped and the run is marked flooded."""
+    """nbclient with an output budget: past it, outputs are dropped, the cell is interrupted and
+    the run is marked flooded."""
 
     def __init__(self, nb: Any, *, max_output_bytes: int, **kw: Any) -> None:
         super().__init__(nb, **kw)
@@ -99,9 +101,25 @@ class _GradingClient(NotebookClient):  # type: ignore[misc]
     ) -> Any:
         self.output_bytes += len(json.dumps(msg.get("content", {}), default=str))
         if self.output_bytes > self.max_output_bytes:
-            self.flooded = True
+            if not self.flooded:
+                self.flooded = True
+                self._interrupt()
             return None
         return super().output(outs, msg, display_id, cell_index)
+
+    def _interrupt(self) -> None:
+        # A flooding cell is interrupted at once (KeyboardInterrupt in the kernel) rather than
+        # left printing until its time-out: in a class run the slot is free again in seconds.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        km = self.km
+        if km is None:
+            return
+        pending = km.interrupt_kernel()  # a coroutine: the kernel manager is asynchronous
+        if asyncio.iscoroutine(pending):
+            self._interrupting = loop.create_task(pending)
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -141,7 +159,8 @@ class _TargetLedger:
     Instead the ports listened on by the run's kernel tree are sampled after every cell (a kernel
     that dies mid-run still has its earlier services on record), and at the end the file_sd
     entries at those ports are removed; entries that were there before the run, that the run took
-    out and that something still serves are put back.
+    out and that something still serves are put back. Entries added while the run went that no
+    process serves any more are removed too (a kernel that died in the cell that started them).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -180,10 +199,13 @@ class _TargetLedger:
         except LabError:
             return
         now = self._entries()
-        for job, address in now:
-            if _port(address) in self.ports:
-                stack.unregister_target(job, address)
         listening = _listening_anywhere()
+        for job, address in now:
+            port = _port(address)
+            # ours, or added while this run went and served by nothing any more (a kernel that
+            # died in the cell that started its service)
+            if port in self.ports or ((job, address) not in self.before and port not in listening):
+                stack.unregister_target(job, address)
         for (job, address), labels in self.before.items():
             port = _port(address)
             if (job, address) in now or port in self.ports or port not in listening:
