@@ -455,16 +455,32 @@ def test_rate_by_status_query(state: Ex02State) -> None:
 
 @EXERCISE.check(points=3, title="PromQL: p50/p95/p99 latency from the histogram")
 def test_latency_quantile_queries(state: Ex02State) -> None:
-    """p50/p95/p99 answers agree with the client-side quantiles within the bucket resolution."""
+    """p50/p95/p99 answers agree with the client-side quantiles within the bucket resolution,
+    or with the grader's own aggregation of the same buckets.
+
+    The second reading matters on a loaded machine: client-side latency then includes tens of ms
+    of the client's own queueing, so a true quantile just above a bucket edge can be observed
+    below it by the server, and only the server's buckets are what a query can see.
+    """
     edges = state.duration_edges
     problems = []
     for key, q in QUANTILES.items():
         values = state.evaluate(key)
         true = state.traffic.quantile(q)
         low, high = _bucket_bounds(edges, true)
+        reference = [
+            s.value
+            for s in state.reference(
+                f"histogram_quantile({q}, sum by (le) "
+                "(rate(ml_prediction_duration_seconds_bucket[$__range])))"
+            )
+        ]
         if len(values) != 1:
             problems.append(f"{key}: {len(values)} series (want one number)")
-        elif not low <= values[0].value <= high:
+        elif not (
+            low <= values[0].value <= high
+            or (len(reference) == 1 and math.isclose(values[0].value, reference[0], rel_tol=0.02))
+        ):
             problems.append(
                 f"{key}: {values[0].value:.3f} s, true {true:.3f} s (accept {low:g}–{high:g})"
             )
