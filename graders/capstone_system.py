@@ -155,16 +155,9 @@ def _child_env(stack: Stack) -> dict[str, str]:
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, *, timeout_s: float = 8.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5.0)
+    from ml_service.serve import stop_process_group
+
+    stop_process_group(proc, timeout_s=timeout_s)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

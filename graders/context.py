@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -32,6 +33,7 @@ __all__ = [
     "listening_ports",
     "owned_targets",
     "promql_regex",
+    "recorded_answers",
     "scope_query",
     "target_metadata",
     "wait_until",
@@ -139,3 +141,20 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
 def current_pid() -> int:
     """This process's id (the kernel's own, when checks run inside the notebook)."""
     return os.getpid()
+
+
+def recorded_answers(path: Path, *, expected: str, hint: str) -> dict[str, str]:
+    """The answers a notebook recorded in ``path`` (``graders.record_answers``), as strings.
+
+    Raises :class:`graders.errors.CheckFailed` with ``expected`` and ``hint`` when the file is
+    missing or is not JSON; anything but a JSON object reads as no answers.
+    """
+    from graders.errors import CheckFailed
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckFailed(
+            expected=expected, found=f"no readable file ({type(exc).__name__})", hint=hint
+        ) from None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}

@@ -10,7 +10,6 @@ Run one submission: ``pytest graders/test_ex02_metrics.py --notebook PATH`` or `
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -25,6 +24,7 @@ from graders.context import (
     GradingContext,
     owned_targets,
     promql_regex,
+    recorded_answers,
     scope_query,
     target_metadata,
     wait_until,
@@ -213,16 +213,11 @@ class Ex02State:
     @cached_property
     def answers(self) -> dict[str, str]:
         """The student's PromQL answers, from the file the notebook wrote."""
-        path = self.ctx.workdir / ANSWERS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                f"the PromQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
-                f"no readable file ({type(exc).__name__})",
-                "fill in the PROMQL dictionary and run the cell that calls graders.record_answers.",
-            ) from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return recorded_answers(
+            self.ctx.workdir / ANSWERS_FILE,
+            expected=f"the PromQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
+            hint="fill in the PROMQL dictionary and run the cell that calls graders.record_answers.",
+        )
 
     def answer(self, key: str) -> str:
         """The student's query for ``key``, scoped to the kernel's targets, ``$__range`` filled."""

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 import yaml
 
-from graders.context import GradingContext, listening_ports, wait_until
+from graders.context import GradingContext, listening_ports, recorded_answers, wait_until
 from graders.errors import CheckFailed
 from graders.ex03_checks import (
     ALLOWED_LABELS,
@@ -305,16 +305,11 @@ class Ex03State:
     @cached_property
     def answers(self) -> dict[str, str]:
         """The student's LogQL answers, from the file the notebook wrote."""
-        path = self.ctx.workdir / ANSWERS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                f"the LogQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
-                f"no readable file ({type(exc).__name__})",
-                "fill in the LOGQL dictionary and run the cell that calls graders.record_answers.",
-            ) from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return recorded_answers(
+            self.ctx.workdir / ANSWERS_FILE,
+            expected=f"the LogQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
+            hint="fill in the LOGQL dictionary and run the cell that calls graders.record_answers.",
+        )
 
     def answer(self, key: str, **values: str) -> str:
         """The student's query ``key``, placeholders filled, scoped to the submission's files."""

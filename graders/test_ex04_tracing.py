@@ -14,7 +14,6 @@ Run one submission: ``pytest graders/test_ex04_tracing.py --notebook PATH`` or `
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from graders.context import GradingContext, owned_targets, wait_until
+from graders.context import GradingContext, owned_targets, recorded_answers, wait_until
 from graders.errors import CheckFailed
 from graders.ex04_checks import (
     FEATURE_SERVICE,
@@ -254,16 +253,11 @@ class Ex04State:
     @property
     def answers(self) -> dict[str, str]:
         """The student's TraceQL answers, from the file the notebook wrote."""
-        path = self.ctx.workdir / ANSWERS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                f"the TraceQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
-                f"no readable file ({type(exc).__name__})",
-                "fill in the TRACEQL dictionary and run the cell that calls graders.record_answers.",
-            ) from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return recorded_answers(
+            self.ctx.workdir / ANSWERS_FILE,
+            expected=f"the TraceQL answers in {ANSWERS_FILE} (written by the notebook's answers cell)",
+            hint="fill in the TRACEQL dictionary and run the cell that calls graders.record_answers.",
+        )
 
     def search(self, key: str, want: set[str]) -> set[str]:
         """Trace ids the student's TraceQL ``key`` finds around the probes (polled for ``want``)."""

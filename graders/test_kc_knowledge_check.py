@@ -29,7 +29,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from graders import kc_checks
-from graders.context import GradingContext, scope_query, wait_until
+from graders.context import GradingContext, recorded_answers, scope_query, wait_until
 from graders.errors import CheckFailed
 from graders.ex03_checks import FEATURES, GATEWAY, scope_logql
 from graders.kc_checks import HELD_OUT_SEED, PUBLIC_SEED, Call
@@ -73,16 +73,11 @@ class KcState:
     @cached_property
     def answers(self) -> dict[str, str]:
         """The answers the notebook recorded."""
-        path = self.ctx.workdir / ANSWERS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise _fail(
-                f"your answers in {ANSWERS_FILE} (written by the 'Record your answers' cell)",
-                f"no readable file ({type(exc).__name__})",
-                "answer every question, then run the cell that calls graders.record_answers.",
-            ) from None
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return recorded_answers(
+            self.ctx.workdir / ANSWERS_FILE,
+            expected=f"your answers in {ANSWERS_FILE} (written by the 'Record your answers' cell)",
+            hint="answer every question, then run the cell that calls graders.record_answers.",
+        )
 
     def answer(self, key: str, what: str) -> str:
         """The recorded answer ``key`` (stripped), or a failure naming the variable to fill in."""

@@ -54,6 +54,7 @@ __all__ = [
     "free_port",
     "register",
     "start_services",
+    "stop_process_group",
     "wait_ready",
 ]
 
@@ -167,6 +168,20 @@ class ServerThread:
         self.stop()
 
 
+def stop_process_group(proc: subprocess.Popen[bytes] | None, *, timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group led by ``proc``, then SIGKILL if it lingers (no-op once exited)."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5.0)
+
+
 @dataclass
 class ServiceProcess:
     """A service running as ``python -m ml_service ...`` in its own process group."""
@@ -207,17 +222,7 @@ class ServiceProcess:
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL if it lingers."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5.0)
+        stop_process_group(self.process, timeout_s=timeout_s)
 
     def __enter__(self) -> Self:
         self.start()

@@ -33,6 +33,7 @@ PUBLIC = {
         "free_port",
         "register",
         "start_services",
+        "stop_process_group",
         "wait_ready",
     ],
     "ml_service.traffic": [
