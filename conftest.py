@@ -13,6 +13,12 @@ from pathlib import Path
 
 import pytest
 
+# Imported while the session is young, not lazily inside the docker fixture: CPython 3.11's
+# module lock can raise KeyError(<thread id>) when a garbage collector finalizer imports during
+# another import (python/cpython#87712; fixed in 3.12), and by the time the docker tests run a
+# worker has made plenty of such garbage (a failed fixture then errors every docker test).
+import testcontainers.core.container  # noqa: F401
+
 import lab_stack
 from lab_stack import ports
 from lab_stack.settings import Settings
