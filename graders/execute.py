@@ -165,21 +165,27 @@ class _TargetLedger:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.folder = settings.config_dir / "prometheus" / "file_sd"
-        self.before = self._entries()
+        self.before = self._entries(self._stack())
         self.ports: set[int] = set()
 
-    def _entries(self) -> dict[tuple[str, str], dict[str, str]]:
-        """``{(job, address): labels}`` of every file_sd file."""
+    def _stack(self) -> Any:
+        """The stack under the settings' home, or None when none runs there."""
+        import lab_stack
+        from lab_stack.errors import LabError
+
+        try:
+            return lab_stack.connect(settings=self.settings)
+        except LabError:
+            return None
+
+    @staticmethod
+    def _entries(stack: Any) -> dict[tuple[str, str], dict[str, str]]:
+        """``{(job, address): labels}`` of every registered target (none without a stack)."""
         found: dict[tuple[str, str], dict[str, str]] = {}
-        for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
-            try:
-                groups = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            for group in groups if isinstance(groups, list) else []:
+        for job, groups in (stack.targets() if stack is not None else {}).items():
+            for group in groups:
                 for address in group.get("targets", []):
-                    found[(path.stem, str(address))] = dict(group.get("labels") or {})
+                    found[(job, str(address))] = dict(group.get("labels") or {})
         return found
 
     def sample(self, pid: int) -> None:
@@ -191,14 +197,12 @@ class _TargetLedger:
 
     def settle(self) -> None:
         """Remove the run's entries; put back earlier ones it removed that are still served."""
-        import lab_stack
         from lab_stack.errors import LabError
 
-        try:
-            stack = lab_stack.connect(settings=self.settings)
-        except LabError:
+        stack = self._stack()
+        if stack is None:
             return
-        now = self._entries()
+        now = self._entries(stack)
         listening = _listening_anywhere()
         for job, address in now:
             port = _port(address)

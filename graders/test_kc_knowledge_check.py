@@ -407,10 +407,11 @@ def test_bucket_quantile_held_out(state: KcState) -> None:
 @EXERCISE.check(points=1, title="Q4: what data drift is")
 def test_drift_definition(state: KcState) -> None:
     """The definition chosen is a change of the data's distribution against the reference."""
-    if state.letter("drift_definition", "DRIFT_DEFINITION") != kc_checks.DRIFT_DEFINITION:
+    chosen = state.letter("drift_definition", "DRIFT_DEFINITION")
+    if chosen != kc_checks.DRIFT_DEFINITION:
         raise _fail(
             "the definition of data drift",
-            f"{state.letter('drift_definition', 'DRIFT_DEFINITION')!r}",
+            f"{chosen!r}",
             "drift is about the data the model sees (and what it means), not the service's "
             "health: nothing crashes and latency is fine.",
         )
