@@ -1,7 +1,7 @@
 """The native backend: components as local processes on 127.0.0.1, each in its own process group.
 
 The Go binaries run one process each. The embedded Python servers (Loki, Tempo, the log shipper,
-the notification sinks; see :func:`lab_stack.embedded.host.hostable`) share one host process
+the notification sinks, the GPU source; see :func:`lab_stack.embedded.host.hostable`) share one host process
 (:mod:`lab_stack.embedded.host`), so that their common imports are paid once: each is still
 started, checked and stopped on its own, on its own ports, with its own store and log file. Their
 records carry the host's PID; a failure of one ends the host, and the next ``up`` restarts them all.

@@ -38,11 +38,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "METRICS",
@@ -401,8 +404,7 @@ def _opt_float(body: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ml_service.gpu --host 127.0.0.1 --port P [--mode auto|nvml|simulated]``."""
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ml_service.gpu", description=__doc__.split("\n")[0]
     )
@@ -412,15 +414,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--total-mib", type=float, default=81_920.0, help="simulated framebuffer size"
     )
-    args = parser.parse_args(argv)
-    source = open_source(args.mode, total_mib=args.total_mib)
-    server = GpuServer(source, host=args.host, port=args.port)
+    return parser.parse_args(argv)
+
+
+def _open_server(args: argparse.Namespace) -> GpuServer:
+    return GpuServer(
+        open_source(args.mode, total_mib=args.total_mib), host=args.host, port=args.port
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m ml_service.gpu --host 127.0.0.1 --port P [--mode auto|nvml|simulated]``."""
+    server = _open_server(_parse(argv))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+
+
+async def run(argv: Sequence[str], stop: asyncio.Event) -> None:
+    """The same source as a coroutine, for :mod:`lab_stack.embedded.host`: serve until ``stop``.
+
+    The HTTP server keeps its own thread, so a scrape never waits on the host's event loop.
+    """
+    import asyncio
+
+    server = _open_server(_parse(argv))
+    server.start()
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """One Python process serving several embedded components, each still its own server.
 
-The native backend starts the embedded Loki, Tempo, log shipper and notification sinks in one
-host process instead of four: they share one interpreter and one import of their common
+The native backend starts the embedded Loki, Tempo, log shipper, notification sinks and GPU
+source in one host process instead of five: they share one interpreter and one import of their common
 libraries (Starlette, uvicorn, structlog, prometheus_client), which is most of a Python server's
 start-up. Each component keeps its own ports, its own store and durability, and its own log file;
 each is started and stopped on its own.
@@ -17,7 +17,9 @@ each is started and stopped on its own.
   status 1, so that the next ``lab up`` restarts them all, each from its own store.
 
 The folder is scanned every :data:`SCAN_INTERVAL_S` seconds; the process imports nothing of a
-component before it is asked for, and nothing but the standard library on its own.
+component before it is asked for, and nothing but the standard library on its own. A component is
+named by its ``python -m`` module and loaded by that name, as ``python -m`` would load it: the GPU
+source (``ml_service.gpu``) is served here without ``lab_stack`` importing ``ml_service``.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ from typing import Any, TextIO
 
 __all__ = ["ENTRY_POINTS", "LOGGERS", "SCAN_INTERVAL_S", "hostable", "main"]
 
+#: The embedded servers do no linear algebra; numpy's OpenBLAS would otherwise start a pool of
+#: threads at import that spin for ~0.1 s of CPU, taken from the other components' start-up on a
+#: two-core laptop. Set before any component (and so numpy) is imported; a caller's value wins.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 #: ``python -m`` module of a component -> its ``async def run(argv, stop)`` entry point.
 ENTRY_POINTS: dict[str, str] = {
     "lab_stack.embedded.loki": "lab_stack.embedded.loki.__main__:run",
     "lab_stack.embedded.tempo": "lab_stack.embedded.tempo.app:run",
     "lab_stack.embedded.shipper": "lab_stack.embedded.shipper.__main__:run",
     "lab_stack.sinks": "lab_stack.sinks.__main__:run",
+    "ml_service.gpu": "ml_service.gpu:run",
 }
 
 #: The structlog logger name each component logs under (routed to that component's log file).
@@ -252,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab_stack.embedded.host", description=__doc__)
     parser.add_argument("--dir", type=Path, required=True, help="the host's control folder")
     args = parser.parse_args(argv)
+    for variable, value in BLAS_THREADS.items():
+        os.environ.setdefault(variable, value)
+    # The host writes its components' logs as key=value lines and never draws on a terminal, but
+    # structlog imports rich whenever it is installed (its pretty tracebacks): ~35 ms of CPU at
+    # the start of this process, on `lab up`'s critical path. structlog falls back to plain
+    # tracebacks when rich cannot be imported, which is what the log files want anyway.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
     async def _main() -> int:
         return await _Host(args.dir).run()

@@ -6,6 +6,8 @@ import importlib
 import inspect
 import json
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -25,19 +27,31 @@ HOSTED = ["loki", "tempo", "sinks"]
 
 
 def test_every_embedded_component_has_an_entry_point_coroutine() -> None:
-    """Loki, Tempo, the shipper and the sinks are hostable; each entry point is ``async def``."""
+    """Loki, Tempo, the shipper, the sinks and the GPU source are hostable; entry points are async."""
     assert {name for name, spec in SPECS.items() if hostable(spec.module)} == {
         "loki",
         "tempo",
         "shipper",
         "sinks",
+        "gpu",
     }
-    assert not hostable(SPECS["gpu"].module), "lab_stack must not import ml_service"
     for target in ENTRY_POINTS.values():
         module, _, function = target.partition(":")
         entry = getattr(importlib.import_module(module), function)
         assert inspect.iscoroutinefunction(entry), target
         assert list(inspect.signature(entry).parameters) == ["argv", "stop"], target
+
+
+def test_lab_stack_loads_the_gpu_source_by_name_only() -> None:
+    """``lab_stack`` knows ``ml_service.gpu`` as a name (like ``python -m``), never as an import."""
+    code = (
+        "import sys, lab_stack.embedded.host, lab_stack.native, lab_stack.stack; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ml_service'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def _gone(pid: int) -> bool:
